@@ -1,0 +1,32 @@
+# Two commands matter on a fresh machine: `make demo` and `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv test test-long demo bench lint clean broker-tools
+
+$(STAMP): setup.py
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[demo,test]'
+	touch $@
+
+venv: $(STAMP)
+
+# Tests need a real mosquitto binary (the fixtures start their own on free ports).
+broker-tools:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
+	  echo "mosquitto missing: installing it"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto mosquitto-clients; }
+	@# The packaged service would grab port 1883; tests never use it.
+
+test: venv broker-tools
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+demo: venv
+	$(BIN)/polres-station demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,27 @@
+"""Polres 110 station controller: complaint → siren and beacon → acknowledge → upstream."""
+from setuptools import find_packages, setup
+
+setup(
+    name="polres-station",
+    version="0.1.0",
+    description="Polres Call Center 110 station controller (Raspberry Pi, MQTT, GPIO)",
+    packages=find_packages(include=["station", "station.*"]),
+    package_data={"station": ["py.typed"]},
+    python_requires=">=3.11",
+    install_requires=[
+        "paho-mqtt>=2.1,<3",
+        "gpiozero>=2.0,<3",
+        "pyyaml>=6",
+        "sentry-sdk>=2,<3",
+    ],
+    extras_require={
+        # Pin libraries only exist (and only build) on the Pi.
+        "pi": [
+            "RPi.GPIO>=0.7; platform_machine in 'armv7l aarch64' and sys_platform == 'linux'",
+            "lgpio>=0.2; platform_machine in 'armv7l aarch64' and sys_platform == 'linux'",
+        ],
+        "demo": ["amqtt>=0.11", "rich>=13"],
+        "test": ["pytest>=8", "hypothesis>=6"],
+    },
+    entry_points={"console_scripts": ["polres-station=station.cli:main"]},
+)
