@@ -1,0 +1,539 @@
+"""Durable station state in SQLite (SPEC §2.2, §3.1, §3.3): seen ids, alarms, meta, outbox.
+
+One :class:`Store` is one ``sqlite3`` connection used by one thread at a time; every thread that
+needs the database opens its own ``Store`` on the same file. The file is in WAL mode, so readers
+never wait for the writer and the writer never waits for readers. Every write is one explicit
+``BEGIN IMMEDIATE … COMMIT`` with ``synchronous=FULL``: when a write method returns, the data
+survives a power cut.
+
+Times named ``*_at`` of type ``float`` are wall-clock seconds since the epoch (``time.time()``);
+latencies are milliseconds. Complaint summaries (personal data) are never stored.
+
+Errors: anything SQLite refuses (disk full, read-only file, I/O error, lock timeout) raises
+:class:`~station.errors.StorageError` carrying SQLite's message; a failed write is rolled back
+and the store stays usable for reads. A file that is not a database, or is corrupt or truncated,
+raises :class:`CorruptDatabase` (a ``StorageError``) on open — the store never starts empty over
+it. ``ValueError``/``TypeError`` mean the caller passed bad data (the write is rolled back too).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from .errors import StorageError
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5000
+ALARM_STATES = ("active", "acked")
+ACK_METHODS = ("button", "remote")
+SIDE_FILES = ("-wal", "-shm", "-journal")
+RECOVERY_HINT = (
+    "move it aside (`polres-station` will start a fresh database; the broker re-delivers "
+    "unacknowledged complaints) or restore a backup"
+)
+
+# Schema migrations: entry i (0-based) takes the schema from version i to i + 1. Append only;
+# never edit a released entry. The `meta` table itself predates every migration.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE seen (
+               complaint_id TEXT PRIMARY KEY,
+               seen_at      REAL NOT NULL
+           ) WITHOUT ROWID""",
+        "CREATE INDEX seen_by_time ON seen (seen_at)",
+        """CREATE TABLE alarms (
+               complaint_id     TEXT PRIMARY KEY,
+               priority         TEXT NOT NULL,
+               category         TEXT,
+               reported_at      TEXT,
+               state            TEXT NOT NULL CHECK (state IN ('active', 'acked')),
+               alerted_at       REAL NOT NULL,
+               relay_latency_ms REAL,
+               escalated        INTEGER NOT NULL DEFAULT 0,
+               silenced         INTEGER NOT NULL DEFAULT 0,
+               acked_at         REAL,
+               ack_method       TEXT CHECK (ack_method IN ('button', 'remote')),
+               ack_by           TEXT,
+               ack_latency_ms   REAL
+           )""",
+        "CREATE INDEX alarms_by_time ON alarms (alerted_at)",
+        "CREATE INDEX alarms_active ON alarms (alerted_at) WHERE state = 'active'",
+        """CREATE TABLE outbox (
+               seq        INTEGER PRIMARY KEY,
+               event_id   TEXT NOT NULL,
+               type       TEXT NOT NULL,
+               payload    BLOB NOT NULL,
+               created_at REAL NOT NULL
+           )""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class CorruptDatabase(StorageError):
+    """The file is not an SQLite database, or is corrupt or truncated.
+
+    ``path`` is the file. Recovery: :meth:`Store.quarantine` it (a fresh database is then
+    created; the broker re-delivers unacknowledged complaints) or restore a backup.
+    """
+
+    def __init__(self, path: Path, detail: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{path}: the state database is corrupt or not a database ({detail}); "
+            f"{RECOVERY_HINT}"
+        )
+
+
+@dataclass(frozen=True)
+class AlarmRow:
+    """One alarm, active or in history. Times ``*_at`` (float) are wall-clock epoch seconds."""
+
+    complaint_id: str
+    priority: str
+    category: str | None
+    reported_at: str | None            # RFC 3339 as HQ sent it
+    state: str                         # 'active' | 'acked'
+    alerted_at: float
+    relay_latency_ms: float | None = None
+    escalated: bool = False
+    silenced: bool = False
+    acked_at: float | None = None
+    ack_method: str | None = None      # 'button' | 'remote'
+    ack_by: str | None = None
+    ack_latency_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        """Raise ``ValueError`` for a state or ack method the schema would refuse."""
+        if self.state not in ALARM_STATES:
+            raise ValueError(f"alarm state must be one of {ALARM_STATES}, not {self.state!r}")
+        if self.ack_method is not None and self.ack_method not in ACK_METHODS:
+            raise ValueError(f"ack_method must be one of {ACK_METHODS}, not {self.ack_method!r}")
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One durable event awaiting the broker's confirmation; ``payload`` is the UTF-8 JSON."""
+
+    seq: int
+    event_id: str
+    type: str
+    payload: bytes
+
+
+ALARM_COLUMNS = tuple(f.name for f in fields(AlarmRow))
+_ALARM_SELECT = f"SELECT {', '.join(ALARM_COLUMNS)} FROM alarms"
+_ALARM_UPSERT = (
+    f"INSERT OR REPLACE INTO alarms ({', '.join(ALARM_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(ALARM_COLUMNS))})"
+)
+
+
+def _alarm_from_row(row: Sequence[Any]) -> AlarmRow:
+    values = dict(zip(ALARM_COLUMNS, row))
+    values["escalated"] = bool(values["escalated"])
+    values["silenced"] = bool(values["silenced"])
+    return AlarmRow(**values)
+
+
+def encode_event(event: Mapping[str, Any], seq: int) -> bytes:
+    """Serialise ``{**event, "seq": seq}`` compactly, keys ordered v, type, event_id, seq, rest.
+
+    Raises ``ValueError`` when ``event_id``/``type`` are missing or not non-empty strings, or a
+    float is NaN/infinite (not JSON); ``TypeError`` for a value JSON cannot represent.
+    """
+    for key in ("event_id", "type"):
+        if not isinstance(event.get(key), str) or not event[key]:
+            raise ValueError(f"event needs a non-empty string {key!r}: {event.get(key)!r}")
+    head = {"v": event["v"]} if "v" in event else {}
+    head.update(type=event["type"], event_id=event["event_id"], seq=seq)
+    doc = {**head, **{k: v for k, v in event.items() if k not in head}}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _is_corruption(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text
+
+
+class Store:
+    """The station's SQLite state store. See the module docstring for threading and errors.
+
+    ``seen_ids_days``/``seen_ids_max`` bound the duplicate-id memory (:meth:`prune_seen`);
+    ``outbox_max`` bounds the outbox (acks excepted, :meth:`commit`). ``readonly=True`` opens the
+    existing file read-only (``mode=ro``) for the CLI's ``status``/``history``: no directory or
+    schema is created and every write raises ``StorageError``. ``check=False`` skips the
+    ``quick_check`` on open (for a second instance opened after the first has checked).
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        seen_ids_max: int = 200_000,
+        seen_ids_days: int = 30,
+        outbox_max: int = 10_000,
+        readonly: bool = False,
+        check: bool = True,
+    ) -> None:
+        """Open (creating if needed) the database at ``path``; raise ``StorageError`` if not."""
+        self.path = Path(path)
+        self.seen_ids_max = seen_ids_max
+        self.seen_ids_days = seen_ids_days
+        self.outbox_max = outbox_max
+        self.readonly = readonly
+        self._conn = self._connect()
+        try:
+            self._setup(check)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # --- opening ------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self.readonly:
+                if not self.path.is_file():
+                    raise StorageError(f"{self.path}: no state database here")
+                uri = self.path.resolve().as_uri() + "?mode=ro"
+                return self._open(uri, uri=True)
+            self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+            return self._open(str(self.path), uri=False)
+        except (OSError, sqlite3.Error) as exc:
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"{self.path}: cannot open the state database: {exc}") from exc
+
+    @staticmethod
+    def _open(target: str, *, uri: bool) -> sqlite3.Connection:
+        # check_same_thread=False only allows handing the Store to the thread that will use it;
+        # the connection is still never shared between threads concurrently.
+        return sqlite3.connect(
+            target, uri=uri, isolation_level=None, check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+
+    def _setup(self, check: bool) -> None:
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if check:
+                self._quick_check()
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            if self.readonly:
+                self._require_schema()
+            else:
+                self._set_journal()
+                self._migrate()
+        except sqlite3.Error as exc:
+            if _is_corruption(exc):
+                raise CorruptDatabase(self.path, str(exc)) from exc
+            raise StorageError(f"{self.path}: cannot open the state database: {exc}") from exc
+
+    def _quick_check(self) -> None:
+        problems = [row[0] for row in self._conn.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            raise CorruptDatabase(self.path, "quick_check: " + "; ".join(problems))
+
+    def _set_journal(self) -> None:
+        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            log.warning("%s: journal mode is %s, not WAL: readers may wait for writes",
+                        self.path, mode)
+        self._conn.execute("PRAGMA synchronous = FULL")
+
+    def _schema_version(self) -> int:
+        has_meta = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+        if not has_meta:
+            return 0
+        row = self._conn.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _check_not_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.path}: schema version {version} is newer than this release supports "
+                f"({SCHEMA_VERSION}); upgrade polres-station or restore a matching backup")
+
+    def _require_schema(self) -> None:
+        version = self._schema_version()
+        self._check_not_newer(version)
+        if version < SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}; "
+                "start the service once to create or migrate it")
+
+    def _migrate(self) -> None:
+        """Apply pending migrations in one transaction; takes no write lock when up to date."""
+        version = self._schema_version()
+        self._check_not_newer(version)
+        if version == SCHEMA_VERSION:
+            return
+        with self._write("create the schema") as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            version = self._schema_version()  # re-read under the lock: another opener may win
+            self._check_not_newer(version)
+            for statements in MIGRATIONS[version:]:
+                for sql in statements:
+                    conn.execute(sql)
+            self._put_meta(conn, "schema_version", str(SCHEMA_VERSION))
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE … COMMIT``; any failure rolls back. sqlite errors → StorageError."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            yield self._conn
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback()
+            if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.ProgrammingError):
+                raise StorageError(f"{self.path}: cannot {what}: {exc}") from exc
+            raise
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:  # SQLite may already have rolled back (e.g. disk full)
+                log.debug("%s: rollback failed: %s", self.path, exc)
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[sqlite3.Connection]:
+        try:
+            yield self._conn
+        except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.ProgrammingError):
+                raise
+            raise StorageError(f"{self.path}: cannot {what}: {exc}") from exc
+
+    @staticmethod
+    def _put_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @staticmethod
+    def _int_meta(conn: sqlite3.Connection, key: str) -> int:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _bump(self, conn: sqlite3.Connection, key: str, by: int = 1) -> int:
+        value = self._int_meta(conn, key) + by
+        self._put_meta(conn, key, str(value))
+        return value
+
+    # --- group commit -------------------------------------------------------------------
+
+    def commit(
+        self,
+        *,
+        seen: Sequence[tuple[str, float]] = (),
+        alarms: Sequence[AlarmRow] = (),
+        events: Sequence[Mapping[str, Any]] = (),
+    ) -> list[OutboxRow]:
+        """Durably record one batch in ONE transaction and return the new outbox rows.
+
+        ``seen``: ``(complaint_id, seen_at)`` pairs, existing ids keep their first time.
+        ``alarms``: full-row upserts. ``events``: dicts with ``event_id``, ``type`` and the rest
+        of the event except ``seq``; each gets the next ``seq`` (persisted, +1 per event,
+        starting at 1) and is stored as JSON ordered ``v, type, event_id, seq, …``.
+        Then the outbox is bounded to ``outbox_max`` by dropping the oldest non-``ack`` rows
+        (acks are never dropped; dropped rows are counted in :meth:`outbox_dropped`). The
+        returned rows (seq order) are all events of this batch, even one dropped by the bound.
+
+        Raises ``StorageError`` (SQLite refused: disk full, read-only, …) or ``ValueError``/
+        ``TypeError`` (an event cannot be serialised); either way nothing of the batch is kept.
+        """
+        if not (seen or alarms or events):
+            return []
+        with self._write("record a batch") as conn:
+            conn.executemany("INSERT OR IGNORE INTO seen (complaint_id, seen_at) VALUES (?, ?)",
+                             seen)
+            conn.executemany(_ALARM_UPSERT, [astuple(a) for a in alarms])
+            rows = self._append_events(conn, events) if events else []
+            if rows:
+                self._bound_outbox(conn)
+        return rows
+
+    def _append_events(self, conn: sqlite3.Connection,
+                       events: Sequence[Mapping[str, Any]]) -> list[OutboxRow]:
+        first = self._int_meta(conn, "seq") + 1
+        payloads = [encode_event(ev, seq) for seq, ev in enumerate(events, start=first)]
+        rows = [OutboxRow(seq, ev["event_id"], ev["type"], payload)
+                for seq, (ev, payload) in enumerate(zip(events, payloads), start=first)]
+        now = time.time()
+        conn.executemany(
+            "INSERT INTO outbox (seq, event_id, type, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+            [(r.seq, r.event_id, r.type, r.payload, now) for r in rows])
+        self._put_meta(conn, "seq", str(rows[-1].seq))
+        return rows
+
+    def _bound_outbox(self, conn: sqlite3.Connection) -> None:
+        excess = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] - self.outbox_max
+        if excess <= 0:
+            return
+        dropped = conn.execute(
+            "DELETE FROM outbox WHERE seq IN "
+            "(SELECT seq FROM outbox WHERE type != 'ack' ORDER BY seq LIMIT ?)", (excess,)
+        ).rowcount
+        if dropped:
+            self._bump(conn, "outbox_dropped", dropped)
+            log.warning("%s: outbox over %d rows: dropped the %d oldest non-ack events",
+                        self.path, self.outbox_max, dropped)
+
+    # --- seen ids -----------------------------------------------------------------------
+
+    def is_seen(self, complaint_id: str) -> bool:
+        """True when ``complaint_id`` was recorded by :meth:`commit` and not yet pruned."""
+        with self._reading("look up a complaint id") as conn:
+            row = conn.execute("SELECT 1 FROM seen WHERE complaint_id = ?",
+                               (complaint_id,)).fetchone()
+        return row is not None
+
+    def prune_seen(self, now_wall: float) -> int:
+        """Forget ids seen more than ``seen_ids_days`` before ``now_wall`` (epoch seconds), then
+        the oldest beyond ``seen_ids_max``. Returns how many ids were deleted."""
+        cutoff = now_wall - self.seen_ids_days * 86_400.0
+        with self._write("prune seen complaint ids") as conn:
+            aged = conn.execute("DELETE FROM seen WHERE seen_at < ?", (cutoff,)).rowcount
+            excess = conn.execute("SELECT COUNT(*) FROM seen").fetchone()[0] - self.seen_ids_max
+            counted = 0
+            if excess > 0:
+                counted = conn.execute(
+                    "DELETE FROM seen WHERE complaint_id IN "
+                    "(SELECT complaint_id FROM seen ORDER BY seen_at LIMIT ?)", (excess,)
+                ).rowcount
+        return aged + counted
+
+    def seen_count(self) -> int:
+        """How many complaint ids are remembered."""
+        with self._reading("count seen complaint ids") as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM seen").fetchone()[0])
+
+    # --- outbox -------------------------------------------------------------------------
+
+    def delete_outbox(self, seqs: Iterable[int]) -> None:
+        """Remove the rows the broker confirmed; unknown seqs are ignored."""
+        params = [(int(s),) for s in seqs]
+        if params:
+            with self._write("delete confirmed events") as conn:
+                conn.executemany("DELETE FROM outbox WHERE seq = ?", params)
+
+    def outbox_rows(self, *, after_seq: int = 0, limit: int = 100) -> list[OutboxRow]:
+        """Up to ``limit`` pending rows with ``seq > after_seq``, in ``seq`` order."""
+        with self._reading("read the outbox") as conn:
+            rows = conn.execute(
+                "SELECT seq, event_id, type, payload FROM outbox WHERE seq > ? "
+                "ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
+        return [OutboxRow(seq, eid, typ, bytes(payload)) for seq, eid, typ, payload in rows]
+
+    def outbox_count(self) -> int:
+        """How many events await the broker's confirmation."""
+        with self._reading("count the outbox") as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def outbox_dropped(self) -> int:
+        """How many non-ack events the outbox bound has dropped, ever (persisted)."""
+        with self._reading("read the outbox drop count") as conn:
+            return self._int_meta(conn, "outbox_dropped")
+
+    def last_seq(self) -> int:
+        """The last ``seq`` given to an event (0 before the first)."""
+        with self._reading("read the event counter") as conn:
+            return self._int_meta(conn, "seq")
+
+    # --- alarms -------------------------------------------------------------------------
+
+    def active_alarms(self) -> list[AlarmRow]:
+        """Alarms in state ``active``, oldest ``alerted_at`` first."""
+        with self._reading("read active alarms") as conn:
+            rows = conn.execute(
+                f"{_ALARM_SELECT} WHERE state = 'active' ORDER BY alerted_at, complaint_id"
+            ).fetchall()
+        return [_alarm_from_row(r) for r in rows]
+
+    def history(self, *, limit: int = 50, since: float | None = None) -> list[AlarmRow]:
+        """Up to ``limit`` alarms (any state), newest ``alerted_at`` first; ``since`` (epoch
+        seconds) keeps only alarms alerted at or after it."""
+        where, params = ("WHERE alerted_at >= ?", [since]) if since is not None else ("", [])
+        with self._reading("read alarm history") as conn:
+            rows = conn.execute(
+                f"{_ALARM_SELECT} {where} ORDER BY alerted_at DESC, complaint_id DESC LIMIT ?",
+                [*params, limit]).fetchall()
+        return [_alarm_from_row(r) for r in rows]
+
+    def alarm(self, complaint_id: str) -> AlarmRow | None:
+        """The alarm for ``complaint_id``, or None."""
+        with self._reading("read an alarm") as conn:
+            row = conn.execute(f"{_ALARM_SELECT} WHERE complaint_id = ?",
+                               (complaint_id,)).fetchone()
+        return _alarm_from_row(row) if row else None
+
+    # --- meta ---------------------------------------------------------------------------
+
+    def bump_session(self) -> int:
+        """Add 1 to the persisted broker-session counter and return it (1 the first time)."""
+        with self._write("count a broker session") as conn:
+            return self._bump(conn, "session")
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        """The stored value for ``key``, else ``default``."""
+        with self._reading("read meta") as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Durably store ``value`` under ``key`` (replacing any previous value)."""
+        with self._write("write meta") as conn:
+            self._put_meta(conn, key, value)
+
+    # --- lifetime -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection (idempotent); the Store is unusable afterwards."""
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def quarantine(path: Path | str) -> Path:
+        """Rename a (corrupt) database and its -wal/-shm/-journal files aside.
+
+        The new name is ``<name>.corrupt-<UTC YYYYmmddTHHMMSSZ>`` (with ``-N`` appended if
+        taken); the side files keep their suffix after it. Returns the new database path. No
+        Store may have the file open. Raises ``StorageError`` if the rename fails.
+        """
+        src = Path(path)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        dst = src.with_name(f"{src.name}.corrupt-{stamp}")
+        n = 0
+        while any(Path(f"{dst}{s}").exists() for s in ("", *SIDE_FILES)):
+            n += 1
+            dst = src.with_name(f"{src.name}.corrupt-{stamp}-{n}")
+        try:
+            src.rename(dst)
+            for suffix in SIDE_FILES:
+                side = Path(f"{src}{suffix}")
+                if side.exists():
+                    side.rename(f"{dst}{suffix}")
+        except OSError as exc:
+            raise StorageError(f"{src}: cannot move the database aside: {exc}") from exc
+        log.warning("%s: moved aside to %s", src, dst)
+        return dst
