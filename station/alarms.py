@@ -189,6 +189,7 @@ class _SelfTest:
     beacon_until: float
     started_at: float
     feedback_seen: bool = False
+    siren_done: bool = False
 
 
 @dataclass
@@ -259,7 +260,9 @@ class Machine:
                 times.append(a.next_reminder_at)
         times += self._button_deadlines()
         if self._test is not None:
-            times += [self._test.siren_until, self._test.beacon_until]
+            times.append(self._test.beacon_until)
+            if not self._test.siren_done:
+                times.append(self._test.siren_until)
         if self._feedback_pending():
             assert self._siren_on_since is not None
             times.append(self._siren_on_since + self.config.feedback_timeout_s)
@@ -440,8 +443,10 @@ class Machine:
                     p.emit("escalated", complaint_id=a.complaint_id,
                            unacked_s=round(now - a.alerted_at, 1))
                     p.records.append(a.record())
-            if (a.next_reminder_at is not None and now >= a.next_reminder_at
-                    and cfg.reminder_s > 0):
+            if a.next_reminder_at is not None and now >= a.next_reminder_at:
+                if cfg.reminder_s <= 0:  # reminders switched off
+                    a.next_reminder_at = None
+                    continue
                 a.sounding_until = now + cfg.reminder_s
                 while a.next_reminder_at <= now:
                     a.next_reminder_at += cfg.reminder_every_s
@@ -481,8 +486,10 @@ class Machine:
 
     def _advance_test(self, now: float, p: _Pending) -> None:
         t = self._test
+        if t is not None and now >= t.siren_until:
+            t.siren_done = True  # shows up as an output change in _finish
         if t is None or now < t.beacon_until:
-            return  # the siren phase ending shows up as an output change in _finish
+            return
         self._test = None
         result = "ok"
         if self.feedback and not t.feedback_seen:
