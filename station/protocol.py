@@ -1,0 +1,318 @@
+"""The national interface, version 1 (SPEC §2): topics, parsing, payload building. Pure.
+
+The only place that knows topic names. Parsers never raise on bad input: they return a
+``Rejection`` that becomes a ``rejected`` event.
+
+>>> t = Topics(root="polri/110", station="prabumulih-1", region="sumsel-prabumulih")
+>>> t.complaints
+'polri/110/region/sumsel-prabumulih/complaints'
+>>> str(parse_complaint(b"{\"v\":1,\"id\":\"110-1\",\"region\":\"other\"}", region="sumsel-prabumulih").reason)
+'wrong_region'
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any, Callable, Mapping
+
+from .config import PRIORITIES, Config
+
+VERSION = 1
+MAX_PAYLOAD = 16 * 1024
+ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # region and station ids
+COMMANDS = ("ack", "silence", "test", "status")
+
+
+class RejectReason(StrEnum):
+    MALFORMED = "malformed"
+    SCHEMA = "schema"
+    WRONG_REGION = "wrong_region"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    TOO_LARGE = "too_large"
+
+
+class EventType(StrEnum):
+    ALERTING = "alerting"
+    ACK = "ack"
+    REJECTED = "rejected"
+    ESCALATED = "escalated"
+    FAULT = "fault"
+    FAULT_CLEARED = "fault_cleared"
+    SELFTEST = "selftest"
+    CMD_RESULT = "cmd_result"
+    RESYNC_REQUEST = "resync_request"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic the station uses, built from ``{root}`` and the station's ids."""
+
+    root: str
+    station: str
+    region: str
+
+    @classmethod
+    def from_config(cls, config: Config) -> Topics:
+        return cls(config.topics.root, config.station.id, config.station.region)
+
+    @property
+    def complaints(self) -> str:
+        return region_complaints(self.root, self.region)
+
+    @property
+    def events(self) -> str:
+        return f"{self.root}/station/{self.station}/events"
+
+    @property
+    def status(self) -> str:
+        return f"{self.root}/station/{self.station}/status"
+
+    @property
+    def cmd(self) -> str:
+        return f"{self.root}/station/{self.station}/cmd"
+
+
+def region_complaints(root: str, region: str) -> str:
+    return f"{root}/region/{region}/complaints"
+
+
+def station_topic(root: str, station: str, leaf: str) -> str:
+    """``{root}/station/{station}/{leaf}``; ``station`` may be ``+`` for the desk's view."""
+    return f"{root}/station/{station}/{leaf}"
+
+
+# --- parsed messages --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Complaint:
+    id: str
+    region: str
+    priority: str = "normal"
+    category: str | None = None
+    reported_at: str | None = None
+    # Personal data: kept out of repr so it never reaches a log line or Sentry by accident.
+    summary: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Command:
+    cmd_id: str
+    cmd: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: RejectReason
+    detail: str
+    payload_sha256: str
+    complaint_id: str | None = None
+    cmd_id: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The extra fields of the ``rejected`` event."""
+        out: dict[str, Any] = {"reason": str(self.reason), "detail": self.detail,
+                               "payload_sha256": self.payload_sha256}
+        if self.complaint_id is not None:
+            out["complaint_id"] = self.complaint_id
+        if self.cmd_id is not None:
+            out["cmd_id"] = self.cmd_id
+        return out
+
+
+class _Refused(Exception):
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _decode(payload: bytes) -> Any:
+    """Size, UTF-8 and JSON: the checks before anything can be read from a message."""
+    if len(payload) > MAX_PAYLOAD:
+        raise _Refused(RejectReason.TOO_LARGE, f"{len(payload)} bytes > {MAX_PAYLOAD}")
+    try:
+        return json.loads(payload.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise _Refused(RejectReason.MALFORMED, f"not UTF-8: {e.reason}") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, int-digit limit, nesting
+        raise _Refused(RejectReason.MALFORMED, f"not JSON: {str(e)[:120]}") from None
+
+
+def _check_object(doc: Any) -> dict[str, Any]:
+    """A JSON object of version 1."""
+    if not isinstance(doc, dict):
+        raise _Refused(RejectReason.SCHEMA, f"not a JSON object but {type(doc).__name__}")
+    if "v" not in doc:
+        raise _Refused(RejectReason.SCHEMA, "v: missing")
+    v = doc["v"]
+    if type(v) is not int:
+        raise _Refused(RejectReason.SCHEMA, "v: not an integer")
+    if v != VERSION:
+        raise _Refused(RejectReason.UNSUPPORTED_VERSION, f"v: {v} (this station speaks {VERSION})")
+    return doc
+
+
+def _sha256(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _readable_id(doc: Any, key: str) -> str | None:
+    value = doc.get(key) if isinstance(doc, dict) else None
+    return value if isinstance(value, str) and ID_RE.match(value) else None
+
+
+def _opt_str(doc: Mapping[str, Any], key: str, limit: int) -> str | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Refused(RejectReason.SCHEMA, f"{key}: not a string")
+    if len(value) > limit:
+        raise _Refused(RejectReason.SCHEMA, f"{key}: longer than {limit} characters")
+    return value
+
+
+def _rfc3339(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Refused(RejectReason.SCHEMA, "reported_at: not RFC 3339") from None
+    if parsed.tzinfo is None or "T" not in value.upper():
+        raise _Refused(RejectReason.SCHEMA, "reported_at: not RFC 3339 (needs date, time, offset)")
+    return value
+
+
+def parse_complaint(payload: bytes, *, region: str) -> Complaint | Rejection:
+    """A complaint for ``region`` (SPEC §2.1), or the reason it is refused. Never raises."""
+    doc: Any = None
+    try:
+        doc = _decode(payload)
+        return _complaint(_check_object(doc), region)
+    except _Refused as r:
+        return Rejection(r.reason, r.detail, _sha256(payload), _readable_id(doc, "id"))
+
+
+def _complaint(doc: Mapping[str, Any], region: str) -> Complaint:
+    cid = doc.get("id")
+    if not isinstance(cid, str) or not ID_RE.match(cid):
+        raise _Refused(RejectReason.SCHEMA, "id: missing or not 1–64 of [A-Za-z0-9._:-]")
+    target = doc.get("region")
+    if not isinstance(target, str) or not NAME_RE.match(target):
+        raise _Refused(RejectReason.SCHEMA, "region: missing or not a region id")
+    if target != region:
+        raise _Refused(RejectReason.WRONG_REGION, f"region {target} is not {region}")
+    priority = doc.get("priority", "normal")
+    if priority not in PRIORITIES:
+        raise _Refused(RejectReason.SCHEMA, "priority: not emergency, urgent or normal")
+    reported_at = _opt_str(doc, "reported_at", 64)
+    return Complaint(
+        id=cid, region=target, priority=priority, category=_opt_str(doc, "category", 64),
+        reported_at=_rfc3339(reported_at), summary=_opt_str(doc, "summary", 2000))
+
+
+def parse_command(payload: bytes, *, retained: bool = False) -> Command | Rejection:
+    """A command (SPEC §2.4), or the reason it is refused. Never raises.
+
+    A retained command is refused (it would replay at every restart); an unknown ``cmd`` is
+    returned as a ``Command`` so the caller answers it ``ok: false``.
+    """
+    doc: Any = None
+    try:
+        doc = _decode(payload)
+        _check_object(doc)
+        if retained:
+            raise _Refused(RejectReason.SCHEMA, "retained command ignored")
+        return _command(doc)
+    except _Refused as r:
+        return Rejection(r.reason, r.detail, _sha256(payload), cmd_id=_readable_id(doc, "cmd_id"))
+
+
+def _command(doc: Mapping[str, Any]) -> Command:
+    cmd_id = doc.get("cmd_id")
+    if not isinstance(cmd_id, str) or not ID_RE.match(cmd_id):
+        raise _Refused(RejectReason.SCHEMA, "cmd_id: missing or not 1–64 of [A-Za-z0-9._:-]")
+    cmd = doc.get("cmd")
+    if not isinstance(cmd, str) or len(cmd) > 32:
+        raise _Refused(RejectReason.SCHEMA, "cmd: missing or not a short string")
+    args = doc.get("args", {})
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise _Refused(RejectReason.SCHEMA, "args: not an object")
+    check = _ARG_CHECKS.get(cmd)
+    return Command(cmd_id, cmd, check(args) if check else dict(args))
+
+
+def _ack_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cid = args.get("complaint_id")
+    if cid is not None:
+        if not isinstance(cid, str) or not ID_RE.match(cid):
+            raise _Refused(RejectReason.SCHEMA, "args.complaint_id: not a complaint id")
+        out["complaint_id"] = cid
+    by = _opt_str(args, "by", 64)
+    if by is not None:
+        out["by"] = by
+    return out
+
+
+def _test_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    seconds = args.get("seconds", 1)
+    if type(seconds) not in (int, float) or not 0 < seconds <= 10:
+        raise _Refused(RejectReason.SCHEMA, "args.seconds: not a number in (0, 10]")
+    return {"seconds": float(seconds)}
+
+
+_ARG_CHECKS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    "ack": _ack_args, "test": _test_args,
+    "silence": lambda a: {}, "status": lambda a: {},
+}
+
+
+# --- building payloads ------------------------------------------------------------------------
+
+def rfc3339(wall: float) -> str:
+    """UTC wall time as RFC 3339 with milliseconds and ``Z``."""
+    dt = datetime.fromtimestamp(wall, tz=timezone.utc)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event(type_: str, fields: Mapping[str, Any], *, station: str, region: str, wall: float,
+          clock_synced: bool, event_id: str | None = None) -> dict[str, Any]:
+    """An event without ``seq`` (the store assigns it at the durable write)."""
+    return {"v": VERSION, "type": str(type_), "event_id": event_id or str(uuid.uuid4()),
+            "station": station, "region": region, "at": rfc3339(wall),
+            "clock_synced": clock_synced, **fields}
+
+
+def offline_status(*, station: str, region: str, reason: str, boot_id: str,
+                   session: int) -> dict[str, Any]:
+    """The last will (``reason: lost``) or the clean-stop status (``reason: shutdown``)."""
+    return {"v": VERSION, "station": station, "region": region, "state": "offline",
+            "reason": reason, "boot_id": boot_id, "session": session}
+
+
+def encode(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def complaint_payload(*, complaint_id: str, region: str, priority: str = "normal",
+                      category: str | None = None, summary: str | None = None,
+                      reported_at: str | None = None) -> bytes:
+    """A complaint as HQ publishes it (for ``send-complaint``, the demo and tests)."""
+    doc: dict[str, Any] = {"v": VERSION, "id": complaint_id, "region": region,
+                           "priority": priority}
+    for key, value in (("category", category), ("summary", summary),
+                       ("reported_at", reported_at)):
+        if value is not None:
+            doc[key] = value
+    return encode(doc)

@@ -1,0 +1,136 @@
+"""Payload parsing and building (SPEC §2): every bad payload is a Rejection, never an exception."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from station.protocol import (
+    MAX_PAYLOAD, Command, Complaint, Rejection, Topics, complaint_payload, event,
+    offline_status, parse_command, parse_complaint, rfc3339,
+)
+
+REGION = "sumsel-prabumulih"
+
+
+def good(**over) -> bytes:
+    doc = {"v": 1, "id": "110-20261127-000123", "region": REGION, "priority": "urgent",
+           "category": "kejahatan", "summary": "rahasia", "reported_at": "2026-11-27T20:15:02Z"}
+    doc.update(over)
+    return json.dumps({k: v for k, v in doc.items() if v is not ...}).encode()
+
+
+def test_topics():
+    t = Topics("polri/110", "st-1", REGION)
+    assert t.complaints == f"polri/110/region/{REGION}/complaints"
+    assert (t.events, t.status, t.cmd) == (
+        "polri/110/station/st-1/events", "polri/110/station/st-1/status",
+        "polri/110/station/st-1/cmd")
+
+
+def test_valid_complaint():
+    c = parse_complaint(good(), region=REGION)
+    assert isinstance(c, Complaint)
+    assert (c.id, c.priority, c.category, c.summary) == (
+        "110-20261127-000123", "urgent", "kejahatan", "rahasia")
+    assert "rahasia" not in repr(c)  # personal data stays out of logs
+
+
+def test_minimal_complaint_defaults_and_unknown_fields_ignored():
+    c = parse_complaint(b'{"v":1,"id":"a","region":"%s","future":{"x":1}}' % REGION.encode(),
+                        region=REGION)
+    assert isinstance(c, Complaint) and c.priority == "normal" and c.summary is None
+
+
+@pytest.mark.parametrize("payload, reason, cid", [
+    (b"{not json", "malformed", None),
+    (b"\xff\xfe\x00", "malformed", None),
+    (b"[1,2]", "schema", None),
+    (b'"text"', "schema", None),
+    (b"[" * 5000 + b"]" * 5000, "malformed", None),
+    (b'{"v":1,"id":1' + b"9" * 5000 + b"}", "malformed", None),
+    (good(v=...), "schema", "110-20261127-000123"),
+    (good(v="1"), "schema", "110-20261127-000123"),
+    (good(v=True), "schema", "110-20261127-000123"),
+    (good(v=2), "unsupported_version", "110-20261127-000123"),
+    (good(id=...), "schema", None),
+    (good(id=""), "schema", None),
+    (good(id="a/b"), "schema", None),
+    (good(id="x" * 65), "schema", None),
+    (good(region="other-region"), "wrong_region", "110-20261127-000123"),
+    (good(region=...), "schema", "110-20261127-000123"),
+    (good(region=5), "schema", "110-20261127-000123"),
+    (good(priority="high"), "schema", "110-20261127-000123"),
+    (good(priority=None), "schema", "110-20261127-000123"),
+    (good(category="c" * 65), "schema", "110-20261127-000123"),
+    (good(summary="s" * 2001), "schema", "110-20261127-000123"),
+    (good(summary=["x"]), "schema", "110-20261127-000123"),
+    (good(reported_at="yesterday"), "schema", "110-20261127-000123"),
+    (good(reported_at="2026-11-27T20:15:02"), "schema", "110-20261127-000123"),
+    (good(summary="x" * (MAX_PAYLOAD + 1)), "too_large", None),
+])
+def test_bad_complaints_are_rejected(payload, reason, cid):
+    r = parse_complaint(payload, region=REGION)
+    assert isinstance(r, Rejection), r
+    assert r.reason == reason
+    assert r.complaint_id == cid
+    assert r.payload_sha256 == hashlib.sha256(payload).hexdigest()
+    assert r.fields()["reason"] == reason
+    assert "rahasia" not in r.detail
+
+
+def test_summary_never_in_rejection_detail():
+    r = parse_complaint(good(summary="Budi di Jl. Sudirman 5", region="x-y"), region=REGION)
+    assert "Budi" not in json.dumps(r.fields())
+
+
+@pytest.mark.parametrize("payload, expected", [
+    (b'{"v":1,"cmd_id":"c1","cmd":"ack"}', Command("c1", "ack", {})),
+    (b'{"v":1,"cmd_id":"c1","cmd":"ack","args":{"complaint_id":"110-1","by":"desk"}}',
+     Command("c1", "ack", {"complaint_id": "110-1", "by": "desk"})),
+    (b'{"v":1,"cmd_id":"c2","cmd":"silence"}', Command("c2", "silence", {})),
+    (b'{"v":1,"cmd_id":"c3","cmd":"test","args":{"seconds":2}}',
+     Command("c3", "test", {"seconds": 2.0})),
+    (b'{"v":1,"cmd_id":"c4","cmd":"status","args":null}', Command("c4", "status", {})),
+    (b'{"v":1,"cmd_id":"c5","cmd":"reboot"}', Command("c5", "reboot", {})),
+])
+def test_commands(payload, expected):
+    assert parse_command(payload) == expected
+
+
+@pytest.mark.parametrize("payload, reason, cmd_id", [
+    (b"nope", "malformed", None),
+    (b'{"v":1,"cmd":"ack"}', "schema", None),
+    (b'{"v":1,"cmd_id":"c1"}', "schema", "c1"),
+    (b'{"v":1,"cmd_id":"c1","cmd":"ack","args":[1]}', "schema", "c1"),
+    (b'{"v":1,"cmd_id":"c1","cmd":"test","args":{"seconds":60}}', "schema", "c1"),
+    (b'{"v":1,"cmd_id":"c1","cmd":"test","args":{"seconds":true}}', "schema", "c1"),
+    (b'{"v":1,"cmd_id":"c1","cmd":"ack","args":{"complaint_id":7}}', "schema", "c1"),
+    (b'{"v":3,"cmd_id":"c1","cmd":"ack"}', "unsupported_version", "c1"),
+])
+def test_bad_commands(payload, reason, cmd_id):
+    r = parse_command(payload)
+    assert isinstance(r, Rejection) and r.reason == reason and r.cmd_id == cmd_id
+
+
+def test_retained_command_is_refused():
+    r = parse_command(b'{"v":1,"cmd_id":"c1","cmd":"silence"}', retained=True)
+    assert isinstance(r, Rejection) and "retained" in r.detail and r.cmd_id == "c1"
+
+
+def test_event_envelope():
+    e = event("ack", {"complaint_id": "a"}, station="s", region=REGION, wall=0.5,
+              clock_synced=False)
+    assert e["v"] == 1 and e["type"] == "ack" and e["at"] == "1970-01-01T00:00:00.500Z"
+    assert len(e["event_id"]) == 36 and e["clock_synced"] is False
+    assert e["station"] == "s" and e["region"] == REGION and e["complaint_id"] == "a"
+
+
+def test_offline_status_and_complaint_payload_roundtrip():
+    o = offline_status(station="s", region="r", reason="lost", boot_id="b", session=3)
+    assert o == {"v": 1, "station": "s", "region": "r", "state": "offline", "reason": "lost",
+                 "boot_id": "b", "session": 3}
+    p = complaint_payload(complaint_id="x1", region=REGION, priority="emergency", summary="s")
+    assert parse_complaint(p, region=REGION) == Complaint("x1", REGION, "emergency", summary="s")
+    assert rfc3339(1764274502.0) == "2025-11-27T20:15:02.000Z"
