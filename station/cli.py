@@ -1,0 +1,278 @@
+"""``polres-station``: the service and the tools around it (SPEC §5).
+
+Exit codes (also in the README):
+  0  success                      1  failure (self-test failed, runtime error)
+  2  usage error                  69 broker unreachable (EX_UNAVAILABLE)
+  74 state database unusable (EX_IOERR)   78 configuration invalid (EX_CONFIG)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import __version__
+from .errors import ConfigError, HardwareError, StorageError
+
+EX_OK, EX_FAIL, EX_USAGE, EX_UNAVAILABLE, EX_IOERR, EX_CONFIG = 0, 1, 2, 69, 74, 78
+DEFAULT_CONFIG = Path("/etc/polres-station/station.yaml")
+
+log = logging.getLogger("station.cli")
+
+
+# --- shared options ---------------------------------------------------------------------------
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG,
+                   help=f"station config file (default {DEFAULT_CONFIG})")
+
+
+def broker_args(p: argparse.ArgumentParser) -> None:
+    """Connection options shared by every client command (HQ, desk, technician)."""
+    p.add_argument("--broker", default="127.0.0.1:1883", help="HOST:PORT (default %(default)s)")
+    p.add_argument("--root", default="polri/110", help="topic root (default %(default)s)")
+    p.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
+    p.add_argument("--ca-file", type=Path, help="CA certificate: enables TLS")
+    p.add_argument("--cert-file", type=Path, help="client certificate (TLS)")
+    p.add_argument("--key-file", type=Path, help="client key (TLS)")
+    p.add_argument("--username")
+    p.add_argument("--password-file", type=Path, help="file holding the password")
+
+
+def split_hostport(text: str, default_port: int = 1883) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``host`` → (host, port)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest.lstrip(":") or default_port)
+    host, sep, port = text.rpartition(":")
+    if not sep or ":" in host:
+        return text, default_port
+    return host, int(port)
+
+
+def load(args: argparse.Namespace) -> Any:
+    from .config import load_config
+    return load_config(args.config)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+# --- subcommands ------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .service import Station
+    config = load(args)
+    setup_logging(args.log_level or config.logging.level)
+    pin_factory = None
+    if config.gpio.pin_factory == "mock":
+        from gpiozero.pins.mock import MockFactory
+        pin_factory = MockFactory()
+    station = Station(config, pin_factory=pin_factory)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: station.request_stop())
+    try:
+        station.start()
+        station.run()
+    finally:
+        station.stop()   # outputs off on every path (atexit does not run on SIGTERM)
+    return EX_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import boot_safety_warnings
+    config = load(args)
+    for w in boot_safety_warnings(config.gpio):
+        print(f"warning: {w}")
+    print(f"{args.config}: OK (station {config.station.id}, region {config.station.region})")
+    return EX_OK
+
+
+def _open_readonly(args: argparse.Namespace) -> Any:
+    from .store import Store
+    config = load(args)
+    return Store(config.storage.path, readonly=True)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _open_readonly(args) as store:
+        now = time.time()
+        active = store.active_alarms()
+        doc = {
+            "alarms": [{"complaint_id": a.complaint_id, "priority": a.priority,
+                        "age_s": round(now - a.alerted_at, 1), "escalated": a.escalated,
+                        "silenced": a.silenced} for a in active],
+            "outbox_pending": store.outbox_count(), "last_seq": store.last_seq(),
+            "session": int(store.get_meta("session") or 0),
+            "faults": json.loads(store.get_meta("faults") or "{}"),
+        }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return EX_OK
+    print(f"active alarms: {len(active)}")
+    for a in doc["alarms"]:
+        flags = " escalated" * a["escalated"] + " silenced" * a["silenced"]
+        print(f"  {a['complaint_id']:<32} {a['priority']:<9} {a['age_s']:>9.1f} s{flags}")
+    print(f"outbox pending: {doc['outbox_pending']} (last seq {doc['last_seq']})")
+    print(f"faults: {', '.join(doc['faults']) or 'none'}")
+    return EX_OK
+
+
+def _when(wall: float | None) -> str:
+    if wall is None:
+        return "-"
+    return datetime.fromtimestamp(wall, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    with _open_readonly(args) as store:
+        rows = store.history(limit=args.limit)
+    if args.json:
+        from dataclasses import asdict
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+        return EX_OK
+    print(f"{'alerted (UTC)':<20} {'complaint':<28} {'priority':<9} {'state':<6} "
+          f"{'acked (UTC)':<20} {'how':<7} {'by':<12} {'ack ms':>9}")
+    for r in rows:
+        lat = "-" if r.ack_latency_ms is None else f"{r.ack_latency_ms:.0f}"
+        print(f"{_when(r.alerted_at):<20} {r.complaint_id:<28} {r.priority:<9} {r.state:<6} "
+              f"{_when(r.acked_at):<20} {r.ack_method or '-':<7} {r.ack_by or '-':<12} {lat:>9}")
+    return EX_OK
+
+
+def cmd_outputs_off(args: argparse.Namespace) -> int:
+    from .hardware import force_outputs_off
+    config = load(args)
+    pin_factory = None
+    if config.gpio.pin_factory == "mock":
+        from gpiozero.pins.mock import MockFactory
+        pin_factory = MockFactory()
+    for line in force_outputs_off(config.gpio, pin_factory=pin_factory):
+        print(line)
+    return EX_OK
+
+
+def cmd_send_complaint(args: argparse.Namespace) -> int:
+    from .clients import hq_client, publish_wait
+    from .protocol import ID_RE, NAME_RE, complaint_payload, region_complaints
+    if not NAME_RE.match(args.region):
+        print(f"error: --region {args.region!r} is not a region id", file=sys.stderr)
+        return EX_USAGE
+    ids = []
+    count = max(1, args.count)
+    gap = 1.0 / args.rate if args.rate else 0.0
+    with hq_client(args) as client:
+        start = time.monotonic()
+        for i in range(count):
+            cid = args.id if args.id and count == 1 else _new_id(args.id, i)
+            if not ID_RE.match(cid):
+                print(f"error: --id {cid!r} is not 1–64 of [A-Za-z0-9._:-]", file=sys.stderr)
+                return EX_USAGE
+            payload = complaint_payload(complaint_id=cid, region=args.region,
+                                        priority=args.priority, category=args.category,
+                                        summary=args.summary, reported_at=_now_rfc3339())
+            publish_wait(client, region_complaints(args.root, args.region), payload,
+                         wait=(i == count - 1))
+            ids.append(cid)
+            if gap:
+                time.sleep(max(0.0, start + (i + 1) * gap - time.monotonic()))
+    for cid in ids:
+        print(cid)
+    return EX_OK
+
+
+def _new_id(prefix: str | None, i: int) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = f"{prefix}-{i:06d}" if prefix else f"110-{stamp}-{uuid.uuid4().hex[:6]}"
+    return base[:64]
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
+    "run": ("run the station service (systemd starts this)", cmd_run),
+    "check-config": ("validate a config file; every problem with its key path", cmd_check_config),
+    "status": ("local state: active alarms, outbox, faults", cmd_status),
+    "history": ("alarm and acknowledgment history, newest first", cmd_history),
+    "outputs-off": ("force siren and beacon relays off (systemd ExecStopPost)", cmd_outputs_off),
+    "send-complaint": ("publish a complaint as HQ would; prints its id", cmd_send_complaint),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="polres-station", description="Polres Call Center 110 station controller.",
+        epilog="exit codes: 0 ok, 1 failure, 2 usage, 69 broker unreachable, "
+               "74 state database unusable, 78 configuration invalid")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help_text, _) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        EXTRA_ARGS.get(name, _config_arg)(p)
+    return parser
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    _config_arg(p)
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _list_args(p: argparse.ArgumentParser) -> None:
+    _config_arg(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-n", "--limit", type=int, default=50, help="rows (default %(default)s)")
+
+
+def _send_args(p: argparse.ArgumentParser) -> None:
+    broker_args(p)
+    p.add_argument("--region", required=True)
+    p.add_argument("--id", help="complaint id (default: generated); a prefix with --count")
+    p.add_argument("--priority", choices=["emergency", "urgent", "normal"], default="normal")
+    p.add_argument("--category")
+    p.add_argument("--summary", help="complaint text (personal data: test values only)")
+    p.add_argument("--count", type=int, default=1, help="complaints to send (load, drills)")
+    p.add_argument("--rate", type=float, default=0.0, help="complaints per second (0: fast)")
+
+
+EXTRA_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "run": _run_args, "status": _list_args, "history": _list_args,
+    "send-complaint": _send_args,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _, handler = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except ConfigError as e:
+        print(f"configuration invalid: {e.source or ''}", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EX_CONFIG
+    except StorageError as e:
+        print(f"state database unusable: {e}", file=sys.stderr)
+        return EX_IOERR
+    except HardwareError as e:
+        print(f"GPIO: {e}", file=sys.stderr)
+        return EX_FAIL
+    except ConnectionError as e:
+        print(f"broker unreachable: {e}", file=sys.stderr)
+        return EX_UNAVAILABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The retained status document (SPEC §2.3) and the host figures it carries.
+
+Host probes read files the kernel already keeps (no subprocesses): they are cheap enough for
+every heartbeat and return None where the machine has no such figure (not a Pi).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__
+from .protocol import VERSION, rfc3339
+
+THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
+THROTTLED = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
+TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
+TIME_ERROR = 5
+
+
+def clock_synced() -> bool:
+    """True when the system clock is synchronised (a Pi has no real-time clock).
+
+    systemd-timesyncd's flag file first; otherwise ``adjtimex()``, which returns TIME_ERROR (5)
+    while the kernel considers the clock unsynchronised.
+    """
+    if TIMESYNC_FLAG.exists():
+        return True
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return True
+    buf = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
+    try:
+        state = ctypes.CDLL(libc_name, use_errno=True).adjtimex(buf)
+    except (OSError, AttributeError):
+        return True
+    return state != TIME_ERROR
+
+
+def _read_number(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def host_figures(storage_dir: Path, synced: bool) -> dict[str, Any]:
+    """``cpu_temp_c``, ``load1``, ``disk_free_mb``, ``clock_synced`` and, on a Pi,
+    ``throttled`` (the firmware's under-voltage/throttling bits, as hex)."""
+    temp = _read_number(THERMAL)
+    try:
+        free_mb: float | None = round(shutil.disk_usage(storage_dir).free / 1e6, 1)
+    except OSError:
+        free_mb = None
+    out: dict[str, Any] = {
+        "cpu_temp_c": round(int(temp) / 1000, 1) if temp and temp.isdigit() else None,
+        "load1": round(os.getloadavg()[0], 2),
+        "disk_free_mb": free_mb,
+        "clock_synced": synced,
+    }
+    throttled = _read_number(THROTTLED)
+    if throttled is not None:
+        out["throttled"] = throttled
+    return out
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What stays fixed for one process: who we are and since when."""
+
+    station: str
+    region: str
+    boot_id: str
+    started_at: float                 # wall
+    interval_s: float
+
+
+def status(ident: Identity, *, now_wall: float, uptime_s: float, session: int,
+           alarms_active: int, oldest_unacked_s: float | None, siren: bool, beacon: bool,
+           button: str, outbox_pending: int, faults: list[str], host: dict[str, Any],
+           active: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The online status document. ``active`` (optional) lists the active alarms."""
+    doc: dict[str, Any] = {
+        "v": VERSION, "station": ident.station, "region": ident.region, "state": "online",
+        "at": rfc3339(now_wall), "version": __version__, "started_at": rfc3339(ident.started_at),
+        "uptime_s": round(uptime_s, 1), "interval_s": ident.interval_s,
+        "alarms": {"active": alarms_active,
+                   "oldest_unacked_s": None if oldest_unacked_s is None
+                   else round(oldest_unacked_s, 1)},
+        "outputs": {"siren": siren, "beacon": beacon},
+        "button": button, "outbox_pending": outbox_pending, "faults": sorted(faults),
+        "host": host, "boot_id": ident.boot_id, "session": session,
+    }
+    if active is not None:
+        doc["alarms"]["list"] = active[:20]
+    return doc
+
+
+class Schedule:
+    """When the next heartbeat is due; ``due(now)`` is True once per interval."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float]) -> None:
+        self.interval_s = interval_s
+        self._next = clock() + interval_s
+
+    def due(self, now: float) -> bool:
+        if now < self._next:
+            return False
+        self._next = now + self.interval_s
+        return True
+
+    @property
+    def next_at(self) -> float:
+        return self._next

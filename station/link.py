@@ -1,0 +1,302 @@
+"""The MQTT link (SPEC §2, §3.3): paho 2.x, persistent session, manual ack, will, failover.
+
+Callbacks run on paho's network thread and only translate and hand over to ``sink``; an
+exception in one is logged and never reaches paho (it would kill the network thread silently).
+
+    link = Link(config, topics, sink=queue.put, will=lambda session: b"...")
+    link.start()            # returns at once; connects in the background, forever
+    mid = link.publish(topics.events, payload)
+    link.stop(final=(topics.status, shutdown_payload))
+"""
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from .config import BrokerAddress, BrokerConfig
+from .protocol import Topics
+
+log = logging.getLogger("station.link")
+
+
+# --- what the link hands to the service -----------------------------------------------------
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message from the broker, not yet PUBACKed (manual ack)."""
+
+    topic: str | None                 # None: the topic was not valid UTF-8
+    payload: bytes
+    qos: int
+    retain: bool
+    mid: int
+    generation: int                   # the connection it arrived on (acks are per connection)
+    received_at: float                # monotonic
+
+
+@dataclass(frozen=True)
+class Connected:
+    generation: int
+    session_present: bool
+    session: int
+    broker: BrokerAddress
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    generation: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The broker confirmed a QoS 1 publish (PUBACK for ``mid``)."""
+
+    mid: int
+
+
+@dataclass(frozen=True)
+class SubscribeRefused:
+    topic: str
+    reason: str
+
+
+class Link:
+    """One paho client with the station's session, will and reconnect policy.
+
+    ``will(session)`` returns the last-will payload for a connection number; ``next_session()``
+    returns that number (persisted by the caller). Both run on paho's thread before each
+    CONNECT. ``sink`` receives ``Inbound``, ``Connected``, ``Disconnected``, ``Delivered`` and
+    ``SubscribeRefused`` values from paho's thread and must only enqueue.
+    """
+
+    def __init__(self, broker: BrokerConfig, topics: Topics, *, client_id: str,
+                 sink: Callable[[Any], None], will: Callable[[int], bytes] | None = None,
+                 next_session: Callable[[], int] | None = None,
+                 subscriptions: tuple[str, ...] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.broker = broker
+        self.topics = topics
+        self._sink = sink
+        self._will = will
+        self._next_session = next_session or _counter()
+        self._subscriptions = (subscriptions if subscriptions is not None
+                               else (topics.complaints, topics.cmd))
+        self._clock = clock
+        self._v5 = broker.protocol == "5"
+        self._addresses = broker.addresses
+        self._index = 0
+        self._failures = 0
+        self._generation = 0
+        self.session = 0
+        self._connected = threading.Event()
+        self._client = self._make_client(client_id)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def _make_client(self, client_id: str) -> mqtt.Client:
+        if self._v5:
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                            protocol=mqtt.MQTTv5, manual_ack=True)
+        else:
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                            protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
+        c.suppress_exceptions = True    # second net under our own try/except
+        c.enable_logger(logging.getLogger("station.paho"))
+        c.max_inflight_messages_set(64)
+        c.max_queued_messages_set(0)    # the durable outbox bounds what we queue
+        if self.broker.tls is not None:
+            t = self.broker.tls
+            c.tls_set(ca_certs=_str(t.ca_file), certfile=_str(t.cert_file),
+                      keyfile=_str(t.key_file), cert_reqs=ssl.CERT_REQUIRED,
+                      tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if self.broker.username is not None:
+            c.username_pw_set(self.broker.username, self.broker.password())
+        self._set_delay(c)
+        c.on_pre_connect = self._guard(self._on_pre_connect)
+        c.on_connect = self._guard(self._on_connect)
+        c.on_connect_fail = self._guard(self._on_connect_fail)
+        c.on_disconnect = self._guard(self._on_disconnect)
+        c.on_message = self._guard(self._on_message)
+        c.on_publish = self._guard(self._on_publish)
+        c.on_subscribe = self._guard(self._on_subscribe)
+        return c
+
+    def start(self) -> None:
+        """Connect in the background (never blocks on the network) and keep reconnecting."""
+        self._connect_async(self._addresses[0])
+        self._client.loop_start()
+
+    def stop(self, final: tuple[str, bytes] | None = None, timeout: float = 2.0) -> None:
+        """Publish ``final`` (topic, payload; retained) if connected, disconnect, stop."""
+        if final is not None and self.connected:
+            info = self._client.publish(final[0], final[1], qos=1, retain=True)
+            deadline = time.monotonic() + timeout
+            while not info.is_published() and time.monotonic() < deadline and self.connected:
+                time.sleep(0.01)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def current_broker(self) -> BrokerAddress:
+        return self._addresses[self._index]
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
+        """Queue a publish; returns its mid (delivery is reported as ``Delivered(mid)``)."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            log.warning("publish on %s refused by paho: %s", topic, mqtt.error_string(info.rc))
+        return info.mid
+
+    def ack(self, mid: int, qos: int, generation: int) -> bool:
+        """PUBACK an inbound message, only on the connection it arrived on.
+
+        After a reconnect the broker re-sends unacknowledged messages itself; acking a stale
+        mid on the new connection could acknowledge a different message.
+        """
+        if qos == 0 or generation != self._generation or not self.connected:
+            return False
+        rc = self._client.ack(mid, qos)
+        return rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # --- paho callbacks (paho's thread: translate and hand over only) -------------------------
+
+    def _guard(self, fn: Callable[..., None]) -> Callable[..., None]:
+        def guarded(*args: Any) -> None:
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 — paho's thread must survive anything
+                log.exception("error in MQTT callback %s (message left unacknowledged)",
+                              fn.__name__)
+        return guarded
+
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        self.session = self._next_session()
+        if self._will is not None:
+            client.will_set(self.topics.status, self._will(self.session), qos=1, retain=True)
+        log.info("connecting to %s as %s (session %d, MQTT %s)", self.current_broker,
+                 self.topics.station, self.session, self.broker.protocol)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            log.error("broker %s refused the connection: reason_code=%s", self.current_broker,
+                      reason)
+            self._failed(client, rotate=True)
+            return
+        self._failures = 0
+        self._set_delay(client)
+        self._generation += 1
+        client.subscribe([(t, self._sub_options()) for t in self._subscriptions])
+        self._connected.set()
+        log.info("connected to %s: reason_code=%s session_present=%s", self.current_broker,
+                 reason, flags.session_present)
+        self._sink(Connected(self._generation, bool(flags.session_present), self.session,
+                             self.current_broker))
+
+    def _sub_options(self) -> Any:
+        if not self._v5:
+            return 1
+        # Retain-as-published: a retained command shows as retained even when it arrives
+        # live, so it is never acted on (it would replay at every restart).
+        return SubscribeOptions(qos=1, retainAsPublished=True)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        log.warning("cannot reach broker %s", self.current_broker)
+        self._failed(client, rotate=True)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was:
+            log.warning("disconnected from %s: reason_code=%s", self.current_broker, reason)
+            self._sink(Disconnected(self._generation, str(reason)))
+            self._failed(client, rotate=False)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic: str | None = msg.topic
+        except UnicodeDecodeError:
+            topic = None
+        self._sink(Inbound(topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid,
+                           self._generation, self._clock()))
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
+                    properties: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("broker refused publish mid=%d: reason_code=%s", mid, reason)
+        self._sink(Delivered(mid))
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any],
+                      properties: Any) -> None:
+        for topic, reason in zip(self._subscriptions, reasons):
+            if reason.is_failure:
+                log.error("subscription to %s refused: reason_code=%s", topic, reason)
+                self._sink(SubscribeRefused(topic, str(reason)))
+
+    # --- reconnect policy ---------------------------------------------------------------------
+
+    def _failed(self, client: mqtt.Client, *, rotate: bool) -> None:
+        """Back off with jitter (hundreds of stations reconnect at once after a national
+        broker restart) and, when the broker is unreachable, try the next address."""
+        self._failures += 1
+        if rotate and len(self._addresses) > 1:
+            self._index = (self._index + 1) % len(self._addresses)
+            self._connect_async(self._addresses[self._index])
+        self._set_delay(client)
+
+    def _set_delay(self, client: mqtt.Client) -> None:
+        b = self.broker
+        cap = min(b.reconnect_max_s, b.reconnect_min_s * 2 ** min(self._failures, 16))
+        delay = random.uniform(cap / 2, cap)
+        client.reconnect_delay_set(min_delay=delay, max_delay=delay)  # type: ignore[arg-type]
+
+    def _connect_async(self, address: BrokerAddress) -> None:
+        kwargs: dict[str, Any] = {}
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.broker.session_expiry_s
+            # paho's default (clean start on the first connect) would wipe the queued
+            # complaints at every process start.
+            kwargs = {"clean_start": False, "properties": props}
+        self._client.connect_async(address.host, address.port, self.broker.keepalive, **kwargs)
+
+
+def _str(path: Any) -> str | None:
+    return None if path is None else str(path)
+
+
+def _counter() -> Callable[[], int]:
+    n = 0
+
+    def nxt() -> int:
+        nonlocal n
+        n += 1
+        return n
+    return nxt

@@ -1,0 +1,271 @@
+"""The outbox thread (SPEC §3.3): durable first, then publish in ``seq`` order, then PUBACK.
+
+It owns the write connection to the store, so the alarm loop never waits on a disk or a
+socket. Jobs queued close together are committed in one transaction (group commit).
+Events stay in the outbox until the broker confirms them; after a reconnect or a restart they
+are re-sent in ``seq`` order with their original ``event_id``.
+
+If the store cannot be written (disk full, read-only), events are still published from memory
+and inbound messages still acknowledged (the relay already switched; refusing PUBACKs would
+stall the broker's in-flight window and stop new complaints reaching the room); a ``storage``
+fault is reported and the unsaved records are retried until the disk recovers.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+from .errors import StorageError
+from .store import AlarmRow, OutboxRow, Store, encode_event
+
+log = logging.getLogger("station.outbox")
+
+GROUP_MAX = 256          # jobs per transaction
+RETRY_S = 5.0            # storage retry period while the disk is failing
+
+
+class Publisher(Protocol):
+    connected: bool
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1,
+                retain: bool = False) -> int: ...
+
+    def ack(self, mid: int, qos: int, generation: int) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Write:
+    """One decision's durable part: seen ids, alarm rows, events, inbound messages to ack."""
+
+    seen: Sequence[tuple[str, float]] = ()
+    alarms: Sequence[AlarmRow] = ()
+    events: Sequence[Mapping[str, Any]] = ()
+    acks: Sequence[tuple[int, int, int]] = ()      # (mid, qos, generation)
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Delivered:
+    mid: int
+
+
+@dataclass(frozen=True)
+class _Link:
+    up: bool
+
+
+_STOP = object()
+
+
+class Outbox:
+    """Runs the writer thread. ``on_storage(ok, detail)`` is told when writes fail/recover."""
+
+    def __init__(self, open_store: Callable[[], Store], link: Publisher, topic: str, *,
+                 window: int = 64, on_storage: Callable[[bool, str], None] | None = None,
+                 on_progress: Callable[[], None] | None = None) -> None:
+        self._open_store = open_store
+        self._link = link
+        self._topic = topic
+        self._window = window
+        self._on_storage = on_storage or (lambda ok, detail: None)
+        self._on_progress = on_progress or (lambda: None)
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        self._store: Store | None = None
+        self._inflight: dict[int, int] = {}        # mid → seq
+        self._ready: deque[OutboxRow] = deque()
+        self._cursor = 0                           # highest seq handed to paho
+        self._caught_up = False
+        self._up = False
+        self._storage_ok = True
+        self._unsaved: list[Write] = []
+        self._mem_seq = 0
+        self._next_retry = 0.0
+        self.pending = 0                           # events not yet confirmed (for status)
+        self.idle = threading.Event()
+
+    # --- API (any thread) ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._store = self._open_store()
+        self._mem_seq = self._store.last_seq()
+        self.pending = self._store.outbox_count()
+        self._thread.start()
+
+    def submit(self, write: Write) -> None:
+        self.idle.clear()
+        self._jobs.put(write)
+
+    def delivered(self, mid: int) -> None:
+        self._jobs.put(_Delivered(mid))
+
+    def link_up(self, up: bool) -> None:
+        self._jobs.put(_Link(up))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish queued writes, then stop the thread and close the store."""
+        self._jobs.put(_STOP)
+        self._thread.join(timeout)
+
+    # --- the thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._jobs.get(timeout=1.0)
+            except queue.Empty:
+                self._on_progress()
+                self._retry_unsaved()
+                self.idle.set()
+                continue
+            batch = [first]
+            while len(batch) < GROUP_MAX:
+                try:
+                    batch.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                if not self._handle(batch):
+                    break
+            except Exception:  # noqa: BLE001 — the writer must outlive any single bug
+                log.exception("outbox error; continuing")
+            self._on_progress()
+            if self._jobs.empty():
+                self.idle.set()
+        if self._store is not None:
+            self._store.close()
+
+    def _handle(self, batch: list[Any]) -> bool:
+        writes = [j for j in batch if isinstance(j, Write)]
+        if writes:
+            self._commit(writes)
+        done = [self._inflight.pop(j.mid) for j in batch
+                if isinstance(j, _Delivered) and j.mid in self._inflight]
+        if done:
+            self._delete(done)
+        for j in batch:
+            if isinstance(j, _Link):
+                self._link_changed(j.up)
+        self._pump()
+        return not any(j is _STOP for j in batch)
+
+    def _commit(self, writes: list[Write]) -> None:
+        assert self._store is not None
+        seen = [s for w in writes for s in w.seen]
+        alarms = _last_per_id([a for w in writes for a in w.alarms])
+        events = [e for w in writes for e in w.events]
+        try:
+            if self._unsaved:
+                raise StorageError("earlier writes still unsaved")
+            rows = self._store.commit(seen=seen, alarms=alarms, events=events)
+            for w in writes:
+                for key, value in w.meta.items():
+                    self._store.set_meta(key, value)
+        except StorageError as e:
+            rows = self._memory_rows(events)
+            self._unsaved.extend(writes)
+            self._storage_failed(str(e))
+        self._mem_seq = max([self._mem_seq] + [r.seq for r in rows])
+        self.pending += len(rows)
+        # Events before PUBACKs: a PUBACK followed by a publish waits out the broker's
+        # delayed ACK under Nagle (FIELD-NOTES); the publish draws an immediate PUBACK.
+        if self._caught_up:
+            self._ready.extend(rows)
+        self._pump()
+        for w in writes:
+            for mid, qos, gen in w.acks:
+                self._link.ack(mid, qos, gen)
+
+    def _memory_rows(self, events: list[Mapping[str, Any]]) -> list[OutboxRow]:
+        rows = []
+        for e in events:
+            self._mem_seq += 1
+            rows.append(OutboxRow(self._mem_seq, str(e["event_id"]), str(e["type"]),
+                                  encode_event(e, self._mem_seq)))
+        return rows
+
+    def _storage_failed(self, detail: str) -> None:
+        self._next_retry = time.monotonic() + RETRY_S
+        # Without a store the reload-on-reconnect path cannot work: keep sending from memory.
+        self._caught_up = True
+        if self._storage_ok:
+            self._storage_ok = False
+            log.error("storage failed: %s; alarms still sound, events sent from memory", detail)
+            self._on_storage(False, detail)
+
+    def _retry_unsaved(self) -> None:
+        if not self._unsaved or time.monotonic() < self._next_retry:
+            return
+        assert self._store is not None
+        w = self._unsaved
+        try:
+            self._store.commit(seen=[s for x in w for s in x.seen],
+                               alarms=_last_per_id([a for x in w for a in x.alarms]))
+            self._store.set_meta("seq", str(self._mem_seq))
+        except StorageError as e:
+            self._next_retry = time.monotonic() + RETRY_S
+            log.debug("storage still failing: %s", e)
+            return
+        log.warning("storage recovered; %d unsaved writes stored", len(w))
+        self._unsaved = []
+        self._storage_ok = True
+        self._on_storage(True, "recovered")
+
+    def _delete(self, seqs: list[int]) -> None:
+        assert self._store is not None
+        if self._storage_ok:
+            try:
+                self._store.delete_outbox(seqs)
+            except StorageError as e:
+                self._storage_failed(str(e))
+        self.pending = max(0, self.pending - len(seqs))
+
+    def _link_changed(self, up: bool) -> None:
+        self._up = up
+        if not self._storage_ok:
+            return  # memory mode: what is in _ready was never sent; keep it
+        # Re-read the outbox from the start on every (re)connect; messages paho still holds
+        # in flight are skipped (paho re-sends those itself).
+        self._ready.clear()
+        self._cursor = 0
+        self._caught_up = False
+
+    def _pump(self) -> None:
+        if not self._up:
+            return
+        sending = set(self._inflight.values())
+        while len(self._inflight) < self._window:
+            while not self._ready and not self._caught_up and self._storage_ok:
+                self._refill(sending)
+            if not self._ready:
+                return
+            row = self._ready.popleft()
+            self._cursor = max(self._cursor, row.seq)
+            mid = self._link.publish(self._topic, row.payload, qos=1)
+            self._inflight[mid] = row.seq
+
+    def _refill(self, sending: set[int]) -> None:
+        assert self._store is not None
+        try:
+            rows = self._store.outbox_rows(after_seq=self._cursor, limit=self._window)
+        except StorageError as e:
+            self._storage_failed(str(e))
+            return
+        if len(rows) < self._window:
+            self._caught_up = True
+        if rows:
+            self._cursor = rows[-1].seq
+        self._ready.extend(r for r in rows if r.seq not in sending)
+
+
+def _last_per_id(rows: list[AlarmRow]) -> list[AlarmRow]:
+    """The newest row per complaint (one decision may update an alarm twice)."""
+    latest: dict[str, AlarmRow] = {}
+    for r in rows:
+        latest[r.complaint_id] = r
+    return list(latest.values())

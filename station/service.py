@@ -1,0 +1,487 @@
+"""Wiring and the one loop that owns the alarm state.
+
+Threads: paho's network thread and gpiozero's pin threads only enqueue into ``Station._inbox``;
+the outbox thread writes and publishes. This loop takes inputs, asks the alarm machine, drives
+the relays at once, and hands the durable part to the outbox. It never blocks on a disk or a
+socket, so relays switch on time whatever the network does (SPEC §3.1).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import __version__
+from .alarms import (
+    AckCommand, ButtonEdge, Decision, FaultChange, FeedbackEdge, Input, Machine, NewComplaint,
+    Outputs, ResumedAlarm, SelfTestCommand, SilenceCommand, Tick,
+)
+from .config import Config
+from .errors import HardwareError
+from .hardware import Hardware
+from .heartbeat import Identity, Schedule, clock_synced, host_figures, status
+from .link import Connected, Delivered, Disconnected, Inbound, Link, SubscribeRefused
+from .outbox import Outbox, Write
+from .protocol import (
+    Command, Complaint, EventType, Rejection, RejectReason, Topics, encode, event,
+    offline_status, parse_command, parse_complaint, rfc3339,
+)
+from .store import AlarmRow, Store
+
+log = logging.getLogger("station")
+
+RECENT_IDS = 4096            # complaint ids kept in memory in front of the store lookup
+STATUS_MIN_GAP_S = 0.1       # status on every change, coalesced to ≤ 10 per second
+
+
+@dataclass(frozen=True)
+class _Stop:
+    pass
+
+
+@dataclass(frozen=True)
+class LocalCommand:
+    """A command from this machine (CLI/demo): same handling as a remote one, no MQTT."""
+
+    cmd: str
+    args: dict[str, Any]
+    reply: Callable[[bool, str], None] | None = None
+
+
+class Station:
+    """The station service. ``start()`` returns once GPIO is set up (not waiting for the
+    broker); ``run()`` loops until ``stop()``; outputs are off on every exit path.
+
+    >>> station = Station(config, pin_factory=MockFactory())   # doctest: +SKIP
+    >>> station.start(); threading.Thread(target=station.run).start()
+    """
+
+    def __init__(self, config: Config, *, pin_factory: Any = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time,
+                 synced: Callable[[], bool] = clock_synced,
+                 on_progress: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.topics = Topics.from_config(config)
+        self._clock, self._wall, self._synced_probe = clock, wall, synced
+        self._on_progress = on_progress or (lambda part: None)
+        self._pin_factory = pin_factory
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self.boot_id = str(uuid.uuid4())
+        self._started_mono = clock()
+        self.ident = Identity(config.station.id, config.station.region, self.boot_id,
+                              wall(), config.heartbeat.interval_s)
+        self._synced = True
+        self._stopping = threading.Event()
+        self._status_dirty = False
+        self._status_last = 0.0
+        self._heartbeat = Schedule(config.heartbeat.interval_s, clock)
+        self.hardware: Hardware | None = None
+        self.machine: Machine | None = None
+        self.store: Store | None = None
+        self.outbox: Outbox | None = None
+        self.link: Link | None = None
+        self.last_events: list[dict[str, Any]] = []   # for local views (demo)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the store, set up GPIO (outputs off), resume alarms, start the link."""
+        cfg = self.config
+        self.store = self._open_store()
+        self.hardware = Hardware(cfg.gpio, pin_factory=self._pin_factory,
+                                 on_button=self._edge_button, on_feedback=self._edge_feedback,
+                                 clock=self._clock)
+        now = self._clock()
+        self.machine = Machine(cfg.alarm, bounce_s=cfg.gpio.ack_button.bounce_ms / 1000,
+                               feedback=cfg.gpio.siren_feedback is not None,
+                               button_pressed=self.hardware.button_pressed, now=now)
+        self.outbox = Outbox(self._open_store, self._LinkProxy(self), self.topics.events,
+                             on_storage=self._storage_changed,
+                             on_progress=lambda: self._on_progress("outbox"))
+        self.outbox.start()
+        self._resume(now)
+        self._check_clock(now)
+        self.link = Link(cfg.broker, self.topics, client_id=cfg.station.id, sink=self._inbox.put,
+                         will=self._will, next_session=self._next_session, clock=self._clock)
+        self.link.start()
+        log.info("station %s (region %s) started, version %s", cfg.station.id,
+                 cfg.station.region, __version__)
+
+    def run(self) -> None:
+        """The loop: inputs → machine → relays → outbox, until ``stop()``."""
+        assert self.machine is not None
+        while not self._stopping.is_set():
+            try:
+                item = self._inbox.get(timeout=self._wait_s())
+            except queue.Empty:
+                item = None
+            if item is not None:
+                self._dispatch_safely(item)
+                while not self._stopping.is_set():   # drain what arrived meanwhile
+                    try:
+                        self._dispatch_safely(self._inbox.get_nowait())
+                    except queue.Empty:
+                        break
+            self._tick()
+            self._on_progress("loop")
+
+    def request_stop(self) -> None:
+        """Ask ``run()`` to return (safe from a signal handler or any thread)."""
+        self._stopping.set()
+        self._inbox.put(_Stop())
+
+    def stop(self) -> None:
+        """Outputs off first (safety), then a clean ``shutdown`` status, then close."""
+        self.request_stop()
+        if self.hardware is not None:
+            self.hardware.off()
+        if self.outbox is not None:
+            self.outbox.stop()
+        if self.link is not None:
+            final = offline_status(station=self.ident.station, region=self.ident.region,
+                                   reason="shutdown", boot_id=self.boot_id,
+                                   session=self.link.session)
+            self.link.stop(final=(self.topics.status, encode(final)))
+        if self.hardware is not None:
+            self.hardware.close()
+        if self.store is not None:
+            self.store.close()
+        log.info("station %s stopped", self.config.station.id)
+
+    def submit(self, item: Any) -> None:
+        """Hand an input to the loop from any thread (``LocalCommand``, alarm inputs)."""
+        self._inbox.put(item)
+
+    # --- callbacks from other threads (enqueue only) ------------------------------------------
+
+    def _edge_button(self, pressed: bool, at: float) -> None:
+        self._inbox.put(ButtonEdge(pressed, at))
+
+    def _edge_feedback(self, active: bool, at: float) -> None:
+        self._inbox.put(FeedbackEdge(active, at))
+
+    def _storage_changed(self, ok: bool, detail: str) -> None:
+        self._inbox.put(FaultChange("storage", not ok, detail))
+
+    class _LinkProxy:
+        """The outbox publishes through the link, which is created after the outbox."""
+
+        def __init__(self, station: Station) -> None:
+            self._s = station
+
+        @property
+        def connected(self) -> bool:
+            return self._s.link is not None and self._s.link.connected
+
+        def publish(self, topic: str, payload: bytes, *, qos: int = 1,
+                    retain: bool = False) -> int:
+            assert self._s.link is not None
+            return self._s.link.publish(topic, payload, qos=qos, retain=retain)
+
+        def ack(self, mid: int, qos: int, generation: int) -> bool:
+            return self._s.link is not None and self._s.link.ack(mid, qos, generation)
+
+    # --- the loop's work ----------------------------------------------------------------------
+
+    def _wait_s(self) -> float:
+        assert self.machine is not None
+        now = self._clock()
+        due = [self._heartbeat.next_at, now + 1.0]
+        deadline = self.machine.next_deadline()
+        if deadline is not None:
+            due.append(deadline)
+        if self._status_dirty:
+            due.append(self._status_last + STATUS_MIN_GAP_S)
+        return max(0.0, min(due) - now)
+
+    def _tick(self) -> None:
+        assert self.machine is not None
+        now = self._clock()
+        deadline = self.machine.next_deadline()
+        if deadline is not None and now >= deadline:
+            self._decide(Tick(), now)
+        if self._heartbeat.due(now):
+            self._check_clock(now)
+            self._status_dirty = True
+        if self._status_dirty and now - self._status_last >= STATUS_MIN_GAP_S:
+            self.publish_status(now)
+
+    def _dispatch_safely(self, item: Any) -> None:
+        try:
+            self._dispatch(item)
+        except Exception as e:  # noqa: BLE001 — the service never dies of one input
+            log.exception("error handling %s", type(item).__name__)
+            if isinstance(item, Inbound):
+                self._reject(item, RejectReason.MALFORMED, f"internal error: {type(e).__name__}")
+
+    def _dispatch(self, item: Any) -> None:
+        now = self._clock()
+        if isinstance(item, Inbound):
+            self._inbound(item, now)
+        elif isinstance(item, (ButtonEdge, FeedbackEdge, FaultChange)):
+            self._decide(item, now)
+        elif isinstance(item, Delivered):
+            assert self.outbox is not None
+            self.outbox.delivered(item.mid)
+        elif isinstance(item, Connected):
+            self._connected(item)
+        elif isinstance(item, Disconnected):
+            assert self.outbox is not None
+            self.outbox.link_up(False)
+            self.outbox.submit(Write(meta={"session_ok_at": str(self._wall())}))
+        elif isinstance(item, SubscribeRefused):
+            self._decide(FaultChange("subscription", True, f"{item.topic}: {item.reason}"), now)
+        elif isinstance(item, LocalCommand):
+            ok, detail = self._command(item.cmd, item.args, "cli", now)
+            if item.reply is not None:
+                item.reply(ok, detail)
+
+    def _inbound(self, msg: Inbound, now: float) -> None:
+        if msg.topic == self.topics.complaints:
+            self._complaint(msg, now)
+        elif msg.topic == self.topics.cmd:
+            self._remote_command(msg, now)
+        else:
+            self._reject(msg, RejectReason.MALFORMED, "unexpected topic")
+
+    def _complaint(self, msg: Inbound, now: float) -> None:
+        parsed = parse_complaint(msg.payload, region=self.config.station.region)
+        if isinstance(parsed, Rejection):
+            self._reject(msg, parsed.reason, parsed.detail, parsed)
+            return
+        if self._seen(parsed.id):
+            log.info("complaint %s already seen; not alarmed again", parsed.id)
+            self._write(Write(acks=[_ack_of(msg)]))
+            return
+        self._remember(parsed.id)
+        log.debug("complaint %s summary: %s", parsed.id, parsed.summary)
+        self._decide(_new_complaint(parsed, msg.received_at), now, inbound=msg,
+                     seen=[(parsed.id, self._wall())])
+
+    def _remote_command(self, msg: Inbound, now: float) -> None:
+        parsed = parse_command(msg.payload, retained=msg.retain)
+        if isinstance(parsed, Rejection):
+            extra = []
+            if parsed.cmd_id is not None:
+                extra.append(self._envelope(EventType.CMD_RESULT, {
+                    "cmd_id": parsed.cmd_id, "cmd": None, "ok": False,
+                    "detail": parsed.detail}))
+            self._reject(msg, parsed.reason, parsed.detail, parsed, extra=extra)
+            return
+        ok, detail = self._command(parsed.cmd, dict(parsed.args), "remote", now, msg=msg)
+        result = self._envelope(EventType.CMD_RESULT, {"cmd_id": parsed.cmd_id,
+                                                       "cmd": parsed.cmd, "ok": ok,
+                                                       "detail": detail})
+        log.info("command %s (%s): ok=%s %s", parsed.cmd, parsed.cmd_id, ok, detail)
+        self._write(Write(events=[result], acks=[_ack_of(msg)]))
+
+    def _command(self, cmd: str, args: dict[str, Any], origin: str, now: float,
+                 msg: Inbound | None = None) -> tuple[bool, str]:
+        inputs: dict[str, Callable[[], Input]] = {
+            "ack": lambda: AckCommand(args.get("complaint_id"), args.get("by")),
+            "silence": SilenceCommand,
+            "test": lambda: SelfTestCommand(float(args.get("seconds", 1.0)), trigger=origin),
+        }
+        if cmd == "status":
+            self.publish_status(now)
+            return True, "status published"
+        make = inputs.get(cmd)
+        if make is None:
+            return False, f"unknown command {cmd!r}"
+        decision = self._decide(make(), now)
+        return decision.reply or (True, "")
+
+    def _reject(self, msg: Inbound, reason: RejectReason, detail: str,
+                parsed: Rejection | None = None, extra: list[dict[str, Any]] | None = None) -> None:
+        fields = parsed.fields() if parsed else {
+            "reason": str(reason), "detail": detail,
+            "payload_sha256": hashlib.sha256(msg.payload).hexdigest()}
+        log.warning("rejected message on %s: %s (%s)", msg.topic, reason, detail)
+        events = [self._envelope(EventType.REJECTED, fields)] + (extra or [])
+        self._write(Write(events=events, acks=[_ack_of(msg)]))
+
+    # --- decisions → relays, outbox -----------------------------------------------------------
+
+    def _decide(self, item: Input, now: float, *, inbound: Inbound | None = None,
+                seen: list[tuple[str, float]] | None = None) -> Decision:
+        assert self.machine is not None
+        decision = self.machine.handle(item, now)
+        self._apply(decision, inbound=inbound, seen=seen)
+        return decision
+
+    def _apply(self, d: Decision, *, inbound: Inbound | None = None,
+               seen: list[tuple[str, float]] | None = None, retry: bool = True) -> None:
+        assert self.hardware is not None
+        gpio_error = self._drive(d.outputs)       # relays before anything touches a disk
+        relay_at = self._clock()
+        events = []
+        for e in d.events:
+            fields = dict(e.fields)
+            if e.type == EventType.ALERTING and inbound is not None:
+                fields["relay_latency_ms"] = round((relay_at - inbound.received_at) * 1000, 3)
+            events.append(self._envelope(e.type, fields))
+            log.info("%s %s", e.type, _loggable(fields))
+        for note in d.notes:
+            log.info("%s", note)
+        rows = [self._row(r, relay_at, inbound) for r in d.records]
+        acks = [_ack_of(inbound)] if inbound is not None else []
+        if events or rows or acks or seen:
+            self._write(Write(seen=seen or [], alarms=rows, events=events, acks=acks))
+        if d.status_changed:
+            self._status_dirty = True
+        if any(e.type in ("fault", "fault_cleared") for e in d.events):
+
+            self._write(Write(meta={"faults": json.dumps(self.machine.faults)}))  # type: ignore[union-attr]
+        if gpio_error and retry:
+            self._apply(self.machine.handle(FaultChange("gpio", True, gpio_error),  # type: ignore[union-attr]
+                                            self._clock()), retry=False)
+
+    def _drive(self, outputs: Outputs) -> str | None:
+        assert self.hardware is not None
+        try:
+            self.hardware.apply(outputs)
+            self._on_progress("gpio")
+        except HardwareError as e:
+            log.error("GPIO failed: %s", e)
+            return str(e)
+        return None
+
+    def _write(self, write: Write) -> None:
+        assert self.outbox is not None
+        self.outbox.submit(write)
+
+    def _envelope(self, type_: str, fields: dict[str, Any]) -> dict[str, Any]:
+        doc = event(type_, fields, station=self.ident.station, region=self.ident.region,
+                    wall=self._wall(), clock_synced=self._synced)
+        self.last_events = (self.last_events + [doc])[-20:]
+        return doc
+
+    def _row(self, r: Any, relay_at: float, inbound: Inbound | None) -> AlarmRow:
+        latency = r.relay_latency_ms
+        if inbound is not None and r.state == "active" and r.acked_at is None:
+            latency = round((relay_at - inbound.received_at) * 1000, 3)
+        return AlarmRow(
+            complaint_id=r.complaint_id, priority=r.priority, category=r.category,
+            reported_at=r.reported_at, state=r.state, alerted_at=self._to_wall(r.alerted_at),
+            relay_latency_ms=latency, escalated=r.escalated, silenced=r.silenced,
+            acked_at=None if r.acked_at is None else self._to_wall(r.acked_at),
+            ack_method=r.ack_method, ack_by=r.ack_by, ack_latency_ms=r.ack_latency_ms)
+
+    def _to_wall(self, mono: float) -> float:
+        return self._wall() - (self._clock() - mono)
+
+    # --- duplicates ---------------------------------------------------------------------------
+
+    def _seen(self, complaint_id: str) -> bool:
+        if complaint_id in self._recent:
+            return True
+        assert self.store is not None
+        try:
+            return self.store.is_seen(complaint_id)
+        except Exception:  # noqa: BLE001 — unreadable store: alarm rather than stay silent
+            log.exception("cannot check complaint id %s; treating as new", complaint_id)
+            return False
+
+    def _remember(self, complaint_id: str) -> None:
+        self._recent[complaint_id] = None
+        if len(self._recent) > RECENT_IDS:
+            self._recent.popitem(last=False)
+
+    # --- connection, status, clock ------------------------------------------------------------
+
+    def _connected(self, c: Connected) -> None:
+        assert self.outbox is not None and self.store is not None
+        self.outbox.link_up(True)
+        known = self.store.get_meta("session_known") == "1"
+        since = self.store.get_meta("session_ok_at")
+        meta = {"session_known": "1", "session_ok_at": str(self._wall())}
+        events = []
+        if known and not c.session_present:
+            log.warning("broker %s lost this station's session: asking HQ to re-send",
+                        c.broker)
+            events.append(self._envelope(EventType.RESYNC_REQUEST, {
+                "since": rfc3339(float(since)) if since else None}))
+        self._write(Write(events=events, meta=meta))
+        self.publish_status(self._clock())
+
+    def publish_status(self, now: float) -> None:
+        """Publish the retained status now (birth, heartbeat, change, ``status`` command)."""
+        self._status_dirty = False
+        self._status_last = now
+        if self.link is None or not self.link.connected:
+            return  # the birth message on the next connect carries it
+        self.link.publish(self.topics.status, encode(self.status_doc(now)), qos=1, retain=True)
+
+    def status_doc(self, now: float | None = None) -> dict[str, Any]:
+        assert self.machine is not None and self.outbox is not None
+        now = self._clock() if now is None else now
+        m, out = self.machine, self.machine.outputs
+        return status(
+            self.ident, now_wall=self._wall(), uptime_s=now - self._started_mono,
+            session=self.link.session if self.link else 0,
+            alarms_active=len(m.active_alarms(now)), oldest_unacked_s=m.oldest_unacked_s(now),
+            siren=out.siren is not None, beacon=out.beacon, button=m.button_state,
+            outbox_pending=self.outbox.pending, faults=list(m.faults),
+            host=host_figures(self.config.storage.path.parent, self._synced),
+            active=m.active_alarms(now))
+
+    def _check_clock(self, now: float) -> None:
+        synced = self._synced_probe()
+        if synced != self._synced or (not synced and self.machine is not None
+                                      and "clock_unsynced" not in self.machine.faults):
+            self._synced = synced
+            self._decide(FaultChange("clock_unsynced", not synced,
+                                     "system clock not synchronised" if not synced else ""),
+                         now)
+
+    def _will(self, session: int) -> bytes:
+        return encode(offline_status(station=self.ident.station, region=self.ident.region,
+                                     reason="lost", boot_id=self.boot_id, session=session))
+
+    def _next_session(self) -> int:
+        # paho's thread, before each CONNECT: its own short-lived connection to the store.
+        with self._open_store(check=False) as s:
+            return s.bump_session()
+
+    def _open_store(self, check: bool = True) -> Store:
+        cfg = self.config
+        return Store(cfg.storage.path, seen_ids_max=cfg.alarm.seen_ids_max,
+                     seen_ids_days=cfg.alarm.seen_ids_days, outbox_max=cfg.storage.outbox_max,
+                     check=check)
+
+    def _resume(self, now: float) -> None:
+        assert self.store is not None and self.machine is not None
+        wall = self._wall()
+        rows = self.store.active_alarms()
+        if not rows:
+            return
+        resumed = [ResumedAlarm(r.complaint_id, r.priority, age_s=max(0.0, wall - r.alerted_at),
+                                escalated=r.escalated, silenced=r.silenced, category=r.category,
+                                reported_at=r.reported_at, relay_latency_ms=r.relay_latency_ms)
+                   for r in rows]
+        for r in rows:
+            self._remember(r.complaint_id)
+        self._apply(self.machine.resume(resumed, now))
+
+
+def _ack_of(msg: Inbound) -> tuple[int, int, int]:
+    return (msg.mid, msg.qos, msg.generation)
+
+
+def _new_complaint(c: Complaint, received_at: float) -> NewComplaint:
+    return NewComplaint(c.id, c.priority, received_at=received_at, category=c.category,
+                        reported_at=c.reported_at)
+
+
+def _loggable(fields: dict[str, Any]) -> str:
+    """One log line per event: ids and figures, never a summary."""
+    return " ".join(f"{k}={v}" for k, v in fields.items() if k != "summary")
