@@ -222,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (help_text, _) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         EXTRA_ARGS.get(name, _config_arg)(p)
+    for name, (help_text, module) in PLUGIN_COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        try:
+            _plugin(module).add_arguments(p)
+        except (ImportError, AttributeError):
+            p.set_defaults(_missing=module)  # not built yet: says so when run
     return parser
 
 
@@ -252,10 +258,32 @@ EXTRA_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "send-complaint": _send_args,
 }
 
+# Subcommands that live in their own module: name → (help, module). The module provides
+# ``add_arguments(parser)`` and ``main(args) -> int``; it is imported only when used, so
+# ``run`` starts fast.
+PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
+    "selftest": ("technician's self-test: siren, beacon, button, feedback", "station.selftest"),
+    "firmware-config": ("render the Raspberry Pi boot config (config.txt lines)",
+                        "station.firmware"),
+    "demo": ("the station on an embedded broker with simulated GPIO and HQ", "station.demo"),
+    "monitor": ("the national desk's live view of every station", "station.monitor"),
+}
+
+
+def _plugin(module: str) -> Any:
+    import importlib
+    return importlib.import_module(module)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _, handler = COMMANDS[args.command]
+    if args.command in PLUGIN_COMMANDS:
+        if getattr(args, "_missing", None):
+            print(f"{args.command}: not available in this build", file=sys.stderr)
+            return EX_FAIL
+        handler = _plugin(PLUGIN_COMMANDS[args.command][1]).main
+    else:
+        _, handler = COMMANDS[args.command]
     try:
         return handler(args)
     except ConfigError as e:
