@@ -1,0 +1,114 @@
+"""The systemd unit: `systemd-analyze verify` clean, security exposure ≤ 2.0, required settings
+(SPEC §6)."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+UNIT = Path(__file__).resolve().parent.parent / "systemd" / "polres-station.service"
+INSTALLED_BIN = "/opt/polres-station/venv/bin/polres-station"
+ANALYZE = shutil.which("systemd-analyze")
+needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze not installed")
+
+
+def settings(text: str) -> dict[tuple[str, str], list[str]]:
+    """(section, key) → every value, in order (keys such as DeviceAllow= repeat)."""
+    out: dict[tuple[str, str], list[str]] = {}
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        out.setdefault((section, key.strip()), []).append(value.strip())
+    return out
+
+
+@pytest.fixture
+def unit(tmp_path: Path) -> Path:
+    """The unit with its ExecStart=/ExecStopPost= binary swapped for one that exists here
+    (verify fails on a missing binary)."""
+    true = shutil.which("true")
+    assert true is not None
+    path = tmp_path / "polres-station.service"
+    path.write_text(UNIT.read_text().replace(INSTALLED_BIN, true))
+    return path
+
+
+@needs_analyze
+def test_verify_is_clean(unit: Path) -> None:
+    result = subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True,
+                            timeout=60, cwd=unit.parent)
+    # Unknown keys and bad values only warn, with exit status 0: any output is a failure.
+    assert result.returncode == 0 and result.stderr == "" and result.stdout == "", (
+        result.stdout + result.stderr)
+
+
+@needs_analyze
+def test_security_exposure_at_most_2(unit: Path) -> None:
+    result = subprocess.run([ANALYZE, "security", "--offline=true", "--threshold=20",
+                             str(unit)], capture_output=True, text=True, timeout=60,
+                            cwd=unit.parent)
+    match = re.search(r"Overall exposure level for polres-station\.service: (\d+\.\d+)",
+                      result.stdout)
+    assert match, result.stdout + result.stderr
+    score = float(match.group(1))
+    print(f"systemd-analyze security exposure: {score}")
+    assert score <= 2.0, result.stdout
+    assert result.returncode == 0, result.stderr  # --threshold=20 means 2.0
+
+
+def test_required_settings() -> None:
+    s = settings(UNIT.read_text())
+
+    def one(section: str, key: str) -> str:
+        values = s.get((section, key), [])
+        assert len(values) == 1, f"[{section}] {key}= set {len(values)} times"
+        return values[0]
+
+    run = "run -c /etc/polres-station/station.yaml"
+    assert one("Service", "ExecStart") == f"{INSTALLED_BIN} {run}"
+    assert one("Service", "ExecStopPost") == (
+        f"{INSTALLED_BIN} outputs-off -c /etc/polres-station/station.yaml")
+    expected = {
+        ("Service", "Type"): "notify",
+        ("Service", "NotifyAccess"): "main",
+        ("Service", "WatchdogSec"): "30",
+        ("Service", "Restart"): "always",
+        ("Service", "RestartSec"): "2",
+        ("Service", "RestartPreventExitStatus"): "78",
+        ("Unit", "StartLimitIntervalSec"): "0",
+        ("Unit", "After"): "network-online.target",
+        ("Unit", "Wants"): "network-online.target",
+        ("Service", "User"): "polres-station",
+        ("Service", "Group"): "polres-station",
+        ("Service", "SupplementaryGroups"): "gpio",
+        ("Service", "StateDirectory"): "polres-station",
+        ("Service", "ConfigurationDirectory"): "polres-station",
+        ("Service", "WorkingDirectory"): "/var/lib/polres-station",
+        ("Service", "DevicePolicy"): "closed",
+        ("Service", "ProtectSystem"): "strict",
+        ("Service", "NoNewPrivileges"): "yes",
+        ("Service", "CapabilityBoundingSet"): "",
+        ("Service", "RestrictAddressFamilies"): "AF_UNIX AF_INET AF_INET6",
+        ("Service", "SystemCallErrorNumber"): "EPERM",
+        ("Install", "WantedBy"): "multi-user.target",
+    }
+    for (section, key), value in expected.items():
+        assert one(section, key) == value, f"[{section}] {key}="
+    assert s[("Service", "DeviceAllow")] == ["char-gpiochip rw", "/dev/gpiomem rw"]
+    assert "PYTHONUNBUFFERED=1" in s[("Service", "Environment")]
+    assert s[("Service", "SystemCallFilter")][0] == "@system-service"
+    # GPIO must stay reachable: these would hide /dev/gpiochip* or the gpio group.
+    assert ("Service", "PrivateDevices") not in s
+    assert ("Service", "PrivateUsers") not in s
+    # A Pi has no RTC: waiting for time sync could hold the station back indefinitely.
+    assert "time-sync.target" not in " ".join(v for vs in s.values() for v in vs)
+    assert ("Unit", "StartLimitBurst") not in s and ("Service", "StartLimitBurst") not in s
