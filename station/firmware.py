@@ -6,14 +6,16 @@ set the input pulls, and turn on the hardware watchdog. Pins and polarity come f
 ``Config`` the service runs with, so the two cannot disagree. ``render_watchdog_dropin()``
 gives the systemd ``system.conf`` drop-in that feeds that hardware watchdog.
 
-Both are pure text; ``python -m station.firmware -c FILE`` prints the snippet (the CLI's
-``polres-station firmware-config`` does the same).
+Both are pure text. ``polres-station firmware-config -c FILE`` (this module's ``add_arguments``
+and ``main``, loaded by the CLI) prints the snippet; so does ``python -m station.firmware``.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import textwrap
+from pathlib import Path
+from typing import Sequence
 
 from .config import Config, OutputPinConfig, boot_safety_warnings, load_config
 from .errors import ConfigError
@@ -24,6 +26,7 @@ __all__ = ["BOOT_CONFIG_PATH", "WATCHDOG_DROPIN_PATH", "RUNTIME_WATCHDOG_S",
 BOOT_CONFIG_PATH = "/boot/firmware/config.txt"   # Bookworm; /boot/config.txt before it
 WATCHDOG_DROPIN_PATH = "/etc/systemd/system.conf.d/polres-station-watchdog.conf"
 RUNTIME_WATCHDOG_S = 14                           # the Pi's hardware maximum is about 15 s
+DEFAULT_CONFIG = "/etc/polres-station/station.yaml"
 
 _WIDTH = 78
 _ASCII = str.maketrans({"–": "-", "—": "-", "≥": ">=", "≤": "<=", "…": "...", "×": "x"})
@@ -112,24 +115,33 @@ def render_watchdog_dropin() -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m station.firmware -c FILE [--watchdog-dropin]``: print the snippet.
-
-    Boot-safety warnings also go to stderr. Exit 0, or 78 (EX_CONFIG) on an invalid config.
-    """
-    parser = argparse.ArgumentParser(prog="python -m station.firmware",
-                                     description="Render the Raspberry Pi config.txt lines.")
-    parser.add_argument("-c", "--config", default="/etc/polres-station/station.yaml")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``polres-station firmware-config`` (the CLI's plugin interface)."""
+    parser.add_argument("-c", "--config", type=Path, default=Path(DEFAULT_CONFIG),
+                        help=f"station config file (default {DEFAULT_CONFIG})")
     parser.add_argument("--watchdog-dropin", action="store_true",
-                        help="print the systemd RuntimeWatchdogSec drop-in instead")
-    args = parser.parse_args(argv)
+                        help=f"print the systemd drop-in for {WATCHDOG_DROPIN_PATH} instead")
+
+
+def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
+    """Print the ``config.txt`` snippet (or, with ``--watchdog-dropin``, the drop-in).
+
+    ``args`` is the CLI's parsed namespace, or an argument list (``python -m
+    station.firmware -c FILE``). Boot-safety warnings also go to stderr. Returns 0, or 78
+    (EX_CONFIG) when the config is invalid, with every problem on stderr.
+    """
+    if not isinstance(args, argparse.Namespace):
+        parser = argparse.ArgumentParser(prog="python -m station.firmware",
+                                         description="Render the Raspberry Pi config.txt lines.")
+        add_arguments(parser)
+        args = parser.parse_args(args)
     if args.watchdog_dropin:
         sys.stdout.write(render_watchdog_dropin())
         return 0
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"{args.config}: invalid configuration:", file=sys.stderr)
+        print(f"{args.config}: configuration invalid:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 78
@@ -140,4 +152,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -12,6 +12,7 @@ from station.firmware import main, render_boot_config, render_watchdog_dropin
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_YAML = REPO / "config" / "station.example.yaml"
 EXAMPLE_TXT = REPO / "firmware" / "config.txt.example"
+WATCHDOG_CONF = REPO / "systemd" / "polres-station-watchdog.conf"
 
 
 def config(**gpio: Any) -> Config:
@@ -93,3 +94,20 @@ def test_main(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     bad.write_text("station: {id: st-1}\n")
     assert main(["-c", str(bad)]) == 78
     assert "station.region: required" in capsys.readouterr().err
+
+
+def test_cli_firmware_config(capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from station.cli import main as cli
+
+    monkeypatch.delenv("SENTRY_DSN", raising=False)
+    assert cli(["firmware-config", "-c", str(EXAMPLE_YAML)]) == 0
+    assert capsys.readouterr().out == EXAMPLE_TXT.read_text()
+    assert cli(["firmware-config", "--watchdog-dropin"]) == 0
+    assert capsys.readouterr().out == WATCHDOG_CONF.read_text()
+
+
+def test_committed_watchdog_dropin_is_up_to_date() -> None:
+    assert WATCHDOG_CONF.read_text() == render_watchdog_dropin(), (
+        "systemd/polres-station-watchdog.conf is stale: run `python -m station.firmware "
+        "--watchdog-dropin > systemd/polres-station-watchdog.conf`")
