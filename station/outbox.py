@@ -27,6 +27,7 @@ log = logging.getLogger("station.outbox")
 
 GROUP_MAX = 256          # jobs per transaction
 RETRY_S = 5.0            # storage retry period while the disk is failing
+PRUNE_EVERY_S = 3600.0   # forget complaint ids older than alarm.seen_ids_days this often
 
 
 class Publisher(Protocol):
@@ -67,13 +68,16 @@ class Outbox:
 
     def __init__(self, open_store: Callable[[], Store], link: Publisher, topic: str, *,
                  window: int = 64, on_storage: Callable[[bool, str], None] | None = None,
-                 on_progress: Callable[[], None] | None = None) -> None:
+                 on_progress: Callable[[], None] | None = None,
+                 can_prune: Callable[[], bool] = lambda: True) -> None:
         self._open_store = open_store
         self._link = link
         self._topic = topic
         self._window = window
         self._on_storage = on_storage or (lambda ok, detail: None)
         self._on_progress = on_progress or (lambda: None)
+        self._can_prune = can_prune
+        self._next_prune = time.monotonic() + 60.0
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
         self._store: Store | None = None
@@ -121,6 +125,7 @@ class Outbox:
             except queue.Empty:
                 self._on_progress()
                 self._retry_unsaved()
+                self._maybe_prune()
                 self.idle.set()
                 continue
             batch = [first]
@@ -215,6 +220,21 @@ class Outbox:
         self._unsaved = []
         self._storage_ok = True
         self._on_storage(True, "recovered")
+
+    def _maybe_prune(self) -> None:
+        # Seen ids age by wall time: an unsynchronised clock (no RTC on a Pi) could jump and
+        # forget ids early, so prune only while the clock is synchronised.
+        if time.monotonic() < self._next_prune or not self._storage_ok or not self._can_prune():
+            return
+        self._next_prune = time.monotonic() + PRUNE_EVERY_S
+        assert self._store is not None
+        try:
+            removed = self._store.prune_seen(time.time())
+        except StorageError as e:
+            log.warning("pruning seen complaint ids failed: %s", e)
+            return
+        if removed:
+            log.info("forgot %d complaint ids past their retention", removed)
 
     def _delete(self, seqs: list[int]) -> None:
         assert self._store is not None

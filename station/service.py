@@ -106,7 +106,8 @@ class Station:
                                button_pressed=self.hardware.button_pressed, now=now)
         self.outbox = Outbox(self._open_store, self._LinkProxy(self), self.topics.events,
                              on_storage=self._storage_changed,
-                             on_progress=lambda: self._on_progress("outbox"))
+                             on_progress=lambda: self._on_progress("outbox"),
+                             can_prune=lambda: self._synced)
         self.outbox.start()
         self._resume(now)
         self._check_clock(now)
