@@ -105,7 +105,11 @@ def test_required_settings() -> None:
         assert one(section, key) == value, f"[{section}] {key}="
     assert s[("Service", "DeviceAllow")] == ["char-gpiochip rw", "/dev/gpiomem rw"]
     assert "PYTHONUNBUFFERED=1" in s[("Service", "Environment")]
-    assert s[("Service", "SystemCallFilter")][0] == "@system-service"
+    filters = s[("Service", "SystemCallFilter")]
+    assert filters[0] == "@system-service"
+    # heartbeat.clock_synced() reads adjtimex(): allowed last (after ~@privileged), and no
+    # ProtectClock=, which refuses it whatever the filter says.
+    assert filters[-1] == "adjtimex" and ("Service", "ProtectClock") not in s
     # GPIO must stay reachable: these would hide /dev/gpiochip* or the gpio group.
     assert ("Service", "PrivateDevices") not in s
     assert ("Service", "PrivateUsers") not in s
