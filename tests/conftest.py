@@ -51,7 +51,10 @@ class Mosquitto:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true",
+        # Started as root, mosquitto drops to the `mosquitto` user, which cannot write
+        # persistence into a private tmp dir: stay root (tests only).
+        lines = ["user root" if os.geteuid() == 0 else "",
+                 f"listener {self.port} 127.0.0.1", "allow_anonymous true",
                  f"persistence {'true' if persistence else 'false'}",
                  f"persistence_location {workdir}/", "autosave_interval 1",
                  "log_dest stderr", "log_type error", "log_type warning",

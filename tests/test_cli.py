@@ -1,0 +1,125 @@
+"""The command line as a technician and HQ use it (SPEC §5): output and exit codes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REGION, station_config, wait_for
+from station import __version__
+from station.cli import main, split_hostport
+
+
+def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "station.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_version_and_help():
+    r = run_cli("--version")
+    assert r.returncode == 0 and __version__ in r.stdout
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for cmd in ("run", "check-config", "status", "history", "selftest", "outputs-off",
+                "firmware-config", "demo", "send-complaint", "monitor"):
+        assert cmd in r.stdout
+    assert "78" in r.stdout  # exit codes documented
+
+
+def test_check_config_ok(tmp_path):
+    cfg = station_config(tmp_path, 1883)
+    r = run_cli("check-config", "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert "OK" in r.stdout
+
+
+def test_check_config_lists_every_problem_and_exits_78(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("station: {id: 'Bad Id', region: r}\nbroker: {hots: x}\n"
+                   "gpio: {siren: {pin: 41}, beacon: {pin: 27}, ack_button: {pin: 27}}\n")
+    r = run_cli("check-config", "-c", str(bad))
+    assert r.returncode == 78
+    for key in ("station.id", "broker.hots", "broker.host", "gpio.siren.pin"):
+        assert key in r.stderr, r.stderr
+    assert "27" in r.stderr  # duplicate pin named
+
+
+def test_missing_config_file_exits_78(tmp_path):
+    assert main(["check-config", "-c", str(tmp_path / "nope.yaml")]) == 78
+
+
+def test_send_complaint_prints_id_and_station_alarms(broker, hq, tmp_path, start_station):
+    s = start_station(station_config(tmp_path, broker.port))
+    hq.wait_status(lambda d: d["state"] == "online")
+    r = run_cli("send-complaint", "--broker", broker.address, "--region", REGION,
+                "--priority", "urgent", "--summary", "uji coba")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    ev = hq.wait_event("alerting", complaint_id=cid)[0]
+    assert ev["priority"] == "urgent"
+    wait_for(lambda: s.relay_on("siren"), 5)
+
+
+def test_send_complaint_count_and_fixed_id(broker, hq):
+    r = run_cli("send-complaint", "--broker", broker.address, "--region", REGION,
+                "--id", "drill", "--count", "3")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["drill-000000", "drill-000001", "drill-000002"]
+
+
+def test_send_complaint_unreachable_broker_exits_69():
+    from conftest import free_port
+    r = run_cli("send-complaint", "--broker", f"127.0.0.1:{free_port()}", "--region", REGION)
+    assert r.returncode == 69 and "unreachable" in r.stderr
+
+
+def test_status_and_history_after_alarm_and_ack(broker, hq, tmp_path, start_station):
+    cfg = station_config(tmp_path, broker.port)
+    s = start_station(cfg)
+    hq.wait_status(lambda d: d["state"] == "online")
+    hq.complaint("hist-1")
+    hq.complaint("hist-2", priority="emergency")
+    hq.wait_event("alerting", count=2)
+    s.press(0.1)
+    hq.wait_event("ack", count=2)
+    hq.complaint("hist-3")
+    hq.wait_event("alerting", complaint_id="hist-3")
+    wait_for(lambda: s.station.outbox.idle.is_set(), 5)
+    r = run_cli("status", "-c", str(cfg), "--json")
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert [a["complaint_id"] for a in st["alarms"]] == ["hist-3"]
+    r = run_cli("history", "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "hist-3" in lines[1] and "active" in lines[1]
+    assert any("hist-1" in ln and "acked" in ln and "button" in ln for ln in lines)
+    rows = json.loads(run_cli("history", "-c", str(cfg), "--json").stdout)
+    acked = [x for x in rows if x["state"] == "acked"]
+    assert len(acked) == 2 and all(x["ack_latency_ms"] > 0 for x in acked)
+    assert all("summary" not in x for x in rows)
+
+
+def test_outputs_off_with_mock_factory(tmp_path):
+    r = run_cli("outputs-off", "-c", str(station_config(tmp_path, 1883)))
+    assert r.returncode == 0, r.stderr
+    assert "siren" in r.stdout and "beacon" in r.stdout
+
+
+def test_run_with_bad_config_exits_78(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("station: {id: x}\n")
+    r = run_cli("run", "-c", str(bad))
+    assert r.returncode == 78 and "station.region" in r.stderr
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("mqtt.polri.example:8883", ("mqtt.polri.example", 8883)),
+    ("127.0.0.1", ("127.0.0.1", 1883)),
+    ("[::1]:1884", ("::1", 1884)),
+])
+def test_split_hostport(text, expected):
+    assert split_hostport(text) == expected
