@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -70,22 +71,49 @@ def setup_logging(level: str = "INFO") -> None:
 # --- subcommands ------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import reporting
     from .service import Station
+    from .systemd import Notifier, ProgressWatchdog
     config = load(args)
     setup_logging(args.log_level or config.logging.level)
-    pin_factory = None
-    if config.gpio.pin_factory == "mock":
-        from gpiozero.pins.mock import MockFactory
-        pin_factory = MockFactory()
-    station = Station(config, pin_factory=pin_factory)
+    # Sentry's import costs ~0.1 s: start it beside GPIO set-up, not before it.
+    sentry = threading.Thread(target=reporting.init_sentry, args=(config,),
+                              kwargs={"release": __version__}, daemon=True)
+    sentry.start()
+    notifier = Notifier()
+    watchdog = ProgressWatchdog(notifier, stall_s=WATCHDOG_STALL_S)
+
+    def progress(part: str) -> None:
+        watchdog.beat(part)
+        if part == "loop":
+            watchdog.maybe_ping()
+
+    station = Station(config, pin_factory=_pin_factory(config), on_progress=progress,
+                      on_status=lambda summary: notifier.status(summary))
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: station.request_stop())
     try:
         station.start()
+        # READY once GPIO is set up, not waiting for the broker: the station must alarm and
+        # queue while the network is down.
+        notifier.ready(status=f"station {config.station.id}: outputs ready, connecting")
         station.run()
+        notifier.stopping()
     finally:
         station.stop()   # outputs off on every path (atexit does not run on SIGTERM)
+        reporting.close()
     return EX_OK
+
+
+WATCHDOG_STALL_S = 20.0   # below the unit's WatchdogSec=30
+
+
+def _pin_factory(config: Any) -> Any:
+    """MockFactory for ``pin_factory: mock``; otherwise None (the hardware room chooses)."""
+    if config.gpio.pin_factory != "mock":
+        return None
+    from gpiozero.pins.mock import MockFactory
+    return MockFactory()
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -152,11 +180,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_outputs_off(args: argparse.Namespace) -> int:
     from .hardware import force_outputs_off
     config = load(args)
-    pin_factory = None
-    if config.gpio.pin_factory == "mock":
-        from gpiozero.pins.mock import MockFactory
-        pin_factory = MockFactory()
-    for line in force_outputs_off(config.gpio, pin_factory=pin_factory):
+    for line in force_outputs_off(config.gpio, pin_factory=_pin_factory(config)):
         print(line)
     return EX_OK
 

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import __version__
+from . import __version__, reporting
 from .alarms import (
     AckCommand, ButtonEdge, Decision, FaultChange, FeedbackEdge, Input, Machine, NewComplaint,
     Outputs, ResumedAlarm, SelfTestCommand, SilenceCommand, Tick,
@@ -67,11 +67,13 @@ class Station:
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
                  synced: Callable[[], bool] = clock_synced,
-                 on_progress: Callable[[str], None] | None = None) -> None:
+                 on_progress: Callable[[str], None] | None = None,
+                 on_status: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.topics = Topics.from_config(config)
         self._clock, self._wall, self._synced_probe = clock, wall, synced
         self._on_progress = on_progress or (lambda part: None)
+        self._on_status = on_status or (lambda summary: None)
         self._pin_factory = pin_factory
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -134,6 +136,7 @@ class Station:
                         break
             self._tick()
             self._on_progress("loop")
+            self._check_gpio()
 
     def request_stop(self) -> None:
         """Ask ``run()`` to return (safe from a signal handler or any thread)."""
@@ -264,6 +267,7 @@ class Station:
             self._write(Write(acks=[_ack_of(msg)]))
             return
         self._remember(parsed.id)
+        reporting.redact(parsed.summary)   # never to Sentry, even inside an error message
         log.debug("complaint %s summary: %s", parsed.id, parsed.summary)
         self._decide(_new_complaint(parsed, msg.received_at), now, inbound=msg,
                      seen=[(parsed.id, self._wall())])
@@ -346,6 +350,16 @@ class Station:
             self._apply(self.machine.handle(FaultChange("gpio", True, gpio_error),  # type: ignore[union-attr]
                                             self._clock()), retry=False)
 
+    def _check_gpio(self) -> None:
+        """A cheap read of the button line proves the GPIO side still answers (watchdog)."""
+        assert self.hardware is not None
+        try:
+            self.hardware.button_pressed
+        except HardwareError as e:
+            log.error("GPIO not answering: %s", e)
+            return
+        self._on_progress("gpio")
+
     def _drive(self, outputs: Outputs) -> str | None:
         assert self.hardware is not None
         try:
@@ -418,9 +432,13 @@ class Station:
         """Publish the retained status now (birth, heartbeat, change, ``status`` command)."""
         self._status_dirty = False
         self._status_last = now
+        doc = self.status_doc(now)
+        link = "online" if self.link is not None and self.link.connected else "broker unreachable"
+        self._on_status(f"{link}; {doc['alarms']['active']} active alarm(s); outbox "
+                        f"{doc['outbox_pending']}; faults: {', '.join(doc['faults']) or 'none'}")
         if self.link is None or not self.link.connected:
             return  # the birth message on the next connect carries it
-        self.link.publish(self.topics.status, encode(self.status_doc(now)), qos=1, retain=True)
+        self.link.publish(self.topics.status, encode(doc), qos=1, retain=True)
 
     def status_doc(self, now: float | None = None) -> dict[str, Any]:
         assert self.machine is not None and self.outbox is not None
