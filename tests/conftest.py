@@ -107,6 +107,7 @@ class HQ:
         self.status: dict[str, dict[str, Any]] = {}
         self.status_log: list[dict[str, Any]] = []
         self.raw: list[tuple[str, bytes]] = []
+        self.received_at: dict[str, float] = {}   # event_id → monotonic receive time
         self._lock = threading.Lock()
         self.client = make_client(protocol=protocol,
                                   client_id="hq-persistent" if persistent else None)
@@ -130,6 +131,7 @@ class HQ:
             self.raw.append((msg.topic, msg.payload))
             if msg.topic.endswith("/events"):
                 self.events.append(doc)
+                self.received_at.setdefault(doc.get("event_id"), time.monotonic())
             elif msg.topic.endswith("/status"):
                 self.status[msg.topic.split("/")[-2]] = doc
                 self.status_log.append(doc)

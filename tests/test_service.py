@@ -17,7 +17,7 @@ def test_complaint_sounds_siren_and_beacon_and_reports_alerting(broker, hq, tmp_
     s = start_station(station_config(tmp_path, broker.port))
     hq.wait_status(lambda d: d["state"] == "online")
     assert not s.relay_on("siren") and s.pin("siren").state == 1  # active-low: high = off
-    hq.complaint("110-20261127-000001", priority="emergency")
+    sent = hq.complaint("110-20261127-000001", priority="emergency")
     wait_for(lambda: s.relay_on("siren") and s.relay_on("beacon"), 5, what="relays on")
     assert s.pin("siren").state == 0  # active-low relay energised by driving low
     ev = hq.wait_event("alerting")[0]
@@ -28,7 +28,10 @@ def test_complaint_sounds_siren_and_beacon_and_reports_alerting(broker, hq, tmp_
     assert uuid.UUID(ev["event_id"]) and ev["at"].endswith("Z")
     st = hq.wait_status(lambda d: d["alarms"]["active"] == 1 and d["outputs"]["siren"])
     assert st["outputs"]["beacon"] is True and st["button"] == "released"
-    print(f"relay latency (message in → relay on): {ev['relay_latency_ms']} ms")
+    upstream_ms = (hq.received_at[ev["event_id"]] - sent) * 1000
+    assert upstream_ms < 5000
+    print(f"\nrelay latency (message in → relay on): {ev['relay_latency_ms']} ms; "
+          f"complaint published → alerting received: {upstream_ms:.2f} ms")
 
 
 def test_button_press_acks_and_switches_off_bounce_does_not(broker, hq, tmp_path,
