@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import shutil
 from dataclasses import dataclass
@@ -30,15 +31,21 @@ def clock_synced() -> bool:
     """
     if TIMESYNC_FLAG.exists():
         return True
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
+    adjtimex = _adjtimex()
+    if adjtimex is None:
         return True
     buf = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
+    return adjtimex(buf) != TIME_ERROR
+
+
+@functools.cache
+def _adjtimex() -> Any:
+    """libc's adjtimex, looked up once (find_library runs ldconfig: too slow per heartbeat)."""
+    name = ctypes.util.find_library("c")
     try:
-        state = ctypes.CDLL(libc_name, use_errno=True).adjtimex(buf)
+        return None if name is None else ctypes.CDLL(name, use_errno=True).adjtimex
     except (OSError, AttributeError):
-        return True
-    return state != TIME_ERROR
+        return None
 
 
 def _read_number(path: Path) -> str | None:

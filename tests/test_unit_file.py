@@ -86,7 +86,6 @@ def test_required_settings() -> None:
         ("Service", "RestartPreventExitStatus"): "78",
         ("Unit", "StartLimitIntervalSec"): "0",
         ("Unit", "After"): "network-online.target",
-        ("Unit", "Wants"): "network-online.target",
         ("Service", "User"): "polres-station",
         ("Service", "Group"): "polres-station",
         ("Service", "SupplementaryGroups"): "gpio",
@@ -116,3 +115,11 @@ def test_required_settings() -> None:
     # A Pi has no RTC: waiting for time sync could hold the station back indefinitely.
     assert "time-sync.target" not in " ".join(v for vs in s.values() for v in vs)
     assert ("Unit", "StartLimitBurst") not in s and ("Service", "StartLimitBurst") not in s
+
+
+def test_does_not_pull_in_or_wait_for_network_or_time_sync() -> None:
+    text = (Path(__file__).parent.parent / "systemd" / "polres-station.service").read_text()
+    lines = [ln.strip() for ln in text.splitlines() if not ln.strip().startswith("#")]
+    assert not any(ln.startswith(("Wants=", "Requires=")) and "network-online" in ln
+                   for ln in lines)
+    assert not any("time-sync.target" in ln for ln in lines)
