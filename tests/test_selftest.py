@@ -1,0 +1,65 @@
+"""The technician's self-test on MockFactory pins: outputs cycle, button, feedback, verdict."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from conftest import station_config
+from station.config import load_config
+from station.selftest import run_selftest
+
+
+@pytest.fixture
+def factory():
+    f = MockFactory()
+    yield f
+    f.close()
+
+
+def press_later(factory, pin: int, delay: float) -> threading.Thread:
+    def go() -> None:
+        time.sleep(delay)
+        factory.pin(pin).drive_low()
+        time.sleep(0.05)
+        factory.pin(pin).drive_high()
+    t = threading.Thread(target=go)
+    t.start()
+    return t
+
+
+def test_pass_cycles_siren_and_beacon_and_sees_the_press(tmp_path, factory):
+    config = load_config(station_config(tmp_path, 1883))
+    said: list[str] = []
+    t = press_later(factory, config.gpio.ack_button.pin, 0.3)
+    r = run_selftest(config, pin_factory=factory, siren_s=0.05, beacon_s=0.05,
+                     button_timeout_s=5, say=said.append)
+    t.join()
+    assert r.ok, r.lines
+    siren = [s.state for s in factory.pin(config.gpio.siren.pin).states]
+    beacon = [s.state for s in factory.pin(config.gpio.beacon.pin).states]
+    assert 0 in siren and siren[-1] == 1        # active-low siren went on, ends off (high)
+    assert 1 in beacon and beacon[-1] == 0      # active-high beacon went on, ends off
+    assert any("press the acknowledge button" in s for s in said)
+
+
+def test_fail_without_press_and_without_feedback(tmp_path, factory):
+    config = load_config(station_config(tmp_path, 1883,
+                                        gpio={"siren_feedback": {"pin": 23, "pull_up": True}}))
+    r = run_selftest(config, pin_factory=factory, siren_s=0.05, beacon_s=0.05,
+                     button_timeout_s=0.2, say=lambda s: None)
+    assert not r.ok
+    assert any(ln.startswith("FAIL") and "feedback" in ln for ln in r.lines)
+    assert any(ln.startswith("FAIL") and "button press" in ln for ln in r.lines)
+
+
+def test_cli_exit_code_is_1_on_fail(tmp_path):
+    cfg = station_config(tmp_path, 1883)
+    r = subprocess.run([sys.executable, "-m", "station.cli", "selftest", "-c", str(cfg),
+                        "--siren-seconds", "0.05", "--beacon-seconds", "0.05",
+                        "--button-timeout", "0.2"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "VERDICT: FAIL" in r.stdout
