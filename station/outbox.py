@@ -175,6 +175,8 @@ class Outbox:
             rows = self._memory_rows(events)
             self._unsaved.extend(writes)
             self._storage_failed(str(e))
+        except (ValueError, TypeError) as e:   # a value that cannot be serialised: a bug
+            rows = self._commit_each(writes, e)
         self._mem_seq = max([self._mem_seq] + [r.seq for r in rows])
         self.pending += len(rows)
         # Events before PUBACKs: a PUBACK followed by a publish waits out the broker's
@@ -185,6 +187,23 @@ class Outbox:
         for w in writes:
             for mid, qos, gen in w.acks:
                 self._link.ack(mid, qos, gen)
+
+    def _commit_each(self, writes: list[Write], error: Exception) -> list[OutboxRow]:
+        """Store the batch write by write, so one write that cannot be serialised costs only
+        its own records, never its neighbours' nor anyone's PUBACK (acks follow as usual)."""
+        assert self._store is not None
+        log.error("a write cannot be serialised (%s); storing the batch one by one", error)
+        rows: list[OutboxRow] = []
+        for w in writes:
+            try:
+                rows += self._store.commit(seen=w.seen, alarms=_last_per_id(list(w.alarms)),
+                                           events=w.events)
+                for key, value in w.meta.items():
+                    self._store.set_meta(key, value)
+            except (ValueError, TypeError) as e:
+                log.error("dropped a write that cannot be stored (%d events): %s",
+                          len(w.events), e)
+        return rows
 
     def _memory_rows(self, events: list[Mapping[str, Any]]) -> list[OutboxRow]:
         rows = []

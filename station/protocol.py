@@ -24,8 +24,10 @@ from .config import PRIORITIES, Config
 
 VERSION = 1
 MAX_PAYLOAD = 16 * 1024
+DETAIL_MAX = 160          # characters of a rejection detail
 ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # region and station ids
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # \ud800-\udfff escaped in JSON
 COMMANDS = ("ack", "silence", "test", "status")
 
 
@@ -128,9 +130,10 @@ class Rejection:
 
 class _Refused(Exception):
     def __init__(self, reason: RejectReason, detail: str) -> None:
+        detail = detail if len(detail) <= DETAIL_MAX else detail[:DETAIL_MAX - 1] + "…"
         super().__init__(detail)
         self.reason = reason
-        self.detail = detail
+        self.detail = detail   # bounded: it may echo input (a 4,000-digit "v") into an event
 
 
 def _decode(payload: bytes) -> Any:
@@ -138,11 +141,33 @@ def _decode(payload: bytes) -> Any:
     if len(payload) > MAX_PAYLOAD:
         raise _Refused(RejectReason.TOO_LARGE, f"{len(payload)} bytes > {MAX_PAYLOAD}")
     try:
-        return json.loads(payload.decode("utf-8"))
+        doc = json.loads(payload.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise _Refused(RejectReason.MALFORMED, f"not UTF-8: {e.reason}") from None
     except (ValueError, RecursionError) as e:  # JSONDecodeError, int-digit limit, nesting
         raise _Refused(RejectReason.MALFORMED, f"not JSON: {str(e)[:120]}") from None
+    if _SURROGATE_ESCAPE.search(payload) and _has_lone_surrogate(doc):
+        # "\ud800" is valid JSON but no UTF-8 text: echoed into an event or the store it
+        # could not be encoded, and the whole durable write would fail.
+        raise _Refused(RejectReason.MALFORMED, "not UTF-8: lone surrogate escape in a string")
+    return doc
+
+
+def _has_lone_surrogate(doc: Any) -> bool:
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def _check_object(doc: Any) -> dict[str, Any]:
