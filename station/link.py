@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ class Link:
         self._addresses = broker.addresses
         self._index = 0
         self._failures = 0
+        self._attempt_failed = False      # this connection attempt already counted as failed
         self._generation = 0
         self.session = 0
         self._connected = threading.Event()
@@ -196,6 +198,7 @@ class Link:
         return guarded
 
     def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        self._attempt_failed = False
         self.session = self._next_session()
         if self._will is not None:
             client.will_set(self.topics.status, self._will(self.session), qos=1, retain=True)
@@ -227,7 +230,10 @@ class Link:
         return SubscribeOptions(qos=1, retainAsPublished=True)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        log.warning("cannot reach broker %s", self.current_broker)
+        # paho calls this inside its ``except OSError``: say why (refused, unresolvable, a
+        # broker certificate this station does not trust), the technician's only clue.
+        log.warning("cannot reach broker %s: %s", self.current_broker,
+                    sys.exc_info()[1] or "no reason given")
         self._failed(client, rotate=True)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
@@ -238,6 +244,12 @@ class Link:
             log.warning("disconnected from %s: reason_code=%s", self.current_broker, reason)
             self._sink(Disconnected(self._generation, str(reason)))
             self._failed(client, rotate=False)
+        elif not self._attempt_failed:
+            # TCP was accepted but no CONNACK came (a hung broker, a load balancer in front
+            # of a dead cluster): as unreachable as a refused connection, so fail over.
+            log.warning("broker %s accepted the connection but never answered: reason_code=%s",
+                        self.current_broker, reason)
+            self._failed(client, rotate=True)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
