@@ -1,0 +1,1 @@
+"""Security tests against the reference national-broker config (config/mosquitto/)."""
