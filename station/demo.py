@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -368,6 +369,13 @@ class PanelState:
     sent: int = 0
     acked: int = 0
     log: list[str] = field(default_factory=list)
+    desk: str = ""
+
+
+def desk_command(port: int) -> str:
+    """How to watch this demo from the national desk's view, in another terminal."""
+    return (f"polres-station monitor --broker 127.0.0.1:{port} --protocol 3.1.1 "
+            f"--username {DEMO_USERNAME}")
 
 
 def snapshot(demo: Demo) -> PanelState:
@@ -389,7 +397,7 @@ def snapshot(demo: Demo) -> PanelState:
         alarms=alarms, outbox_pending=st.outbox.pending, faults=faults,
         events=[_event_line(e, hq.delivered) for e in list(st.last_events)[-8:]],
         heartbeat=_heartbeat_text(hq.status, now), sent=len(hq.sent), acked=len(hq.acked),
-        log=list(demo.log_tail.lines))
+        log=list(demo.log_tail.lines), desk=desk_command(demo.broker.port))
 
 
 def _retry(read: Callable[[], Any], default: Any) -> Any:
@@ -515,12 +523,14 @@ def render_panel(s: PanelState) -> Any:
         parts += [Text(""), Text("\n".join(s.log), style="grey50", overflow="ellipsis",
                                  no_wrap=True)]
     parts += [Text(""), Text(KEYS_HELP, style="bold cyan")]
+    if s.desk:
+        parts.append(Text(f"desk view, in another terminal: {s.desk}", style="grey50"))
     return Panel(Group(*parts), title=f"Polres 110 demo — station {s.station} ({s.region})",
                  border_style="red" if s.siren_on else "blue")
 
 
-KEYS_HELP = ("keys: space ack button (hold space: keep pressed) · h 3.5 s hold = self-test · "
-             "c complaint · b broker stop/start · q quit")
+KEYS_HELP = ("keys: space ack (hold: keep pressed) · h 3.5 s hold = self-test · c complaint · "
+             "b broker off/on · q quit")
 
 
 # --- interactive ------------------------------------------------------------------------------
@@ -607,7 +617,8 @@ def event_text(e: dict[str, Any]) -> str:
     """One stdout line per event received upstream (ids and figures; no personal data)."""
     kind, cid = e.get("type"), e.get("complaint_id")
     if kind == "alerting":
-        return f"alerting {cid} priority={e.get('priority')} relay_latency_ms={e.get('relay_latency_ms')}"
+        return (f"alerting {cid} priority={e.get('priority')} "
+                f"relay_latency_ms={e.get('relay_latency_ms')}")
     if kind == "ack":
         return f"ack {cid} ack_latency_ms={e.get('ack_latency_ms')} method={e.get('method')}"
     if kind == "escalated":
@@ -633,6 +644,7 @@ def run_headless(settings: DemoSettings, duration: float, *, selftest: bool = Fa
         demo.start(first_complaint_s=SELFTEST_S if selftest else 1.0)
         print(f"broker {demo.broker.kind} {demo.broker.address}; station {STATION} "
               f"(region {REGION}); {duration:g} s", file=out, flush=True)
+        print(f"desk view: {desk_command(demo.broker.port)}", file=sys.stderr, flush=True)
         assert demo.button is not None and demo.hq is not None
         if selftest:
             demo.button.press(HOLD_S)
@@ -679,10 +691,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    try:
+        return _main(args)
+    except RuntimeError as e:          # broker cannot start; amqtt or mosquitto missing
+        print(f"demo: {e}", file=sys.stderr)
+        return 1
+
+
+def _main(args: argparse.Namespace) -> int:
     headless = args.headless
     if not headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
         print("demo: no terminal (stdin/stdout not a TTY): running headless; "
               "use --headless to silence this note", file=sys.stderr)
+        headless = True
+    if not headless and importlib.util.find_spec("rich") is None:
+        print("demo: rich is not installed (pip install 'polres-station[demo]'): "
+              "running headless", file=sys.stderr)
         headless = True
     interval = args.interval or (3.0 if headless else 8.0)
     settings = DemoSettings(interval_s=interval, siren_max_s=args.siren_max,

@@ -149,7 +149,11 @@ class _Amqtt:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def start(self) -> None:
-        from amqtt.broker import Broker
+        try:
+            from amqtt.broker import Broker
+        except ImportError as e:
+            raise RuntimeError("no mosquitto installed and amqtt missing: "
+                               "pip install 'polres-station[demo]' (or: make demo)") from e
 
         async def start() -> Any:
             broker = Broker(self._config(), loop=self._loop)

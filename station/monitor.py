@@ -16,6 +16,7 @@ older than the latest online status) is ignored (SPEC §2.3).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import threading
@@ -236,9 +237,16 @@ def _age_text(seconds: float | None) -> str:
 def _lamps(outputs: dict[str, Any]) -> str:
     if outputs["siren"] is None:
         return "[grey50]?"
-    siren = "[bold red]SIREN[/]" if outputs["siren"] else "[grey50]siren[/]"
-    beacon = "[bold blue]BEACON[/]" if outputs["beacon"] else "[grey50]beacon[/]"
+    siren = "[bold red]S[/]" if outputs["siren"] else "[grey50]-[/]"
+    beacon = "[bold blue]B[/]" if outputs["beacon"] else "[grey50]-[/]"
     return f"{siren} {beacon}"
+
+
+def _alarms(row: dict[str, Any]) -> str:
+    active = row["alarms"]["active"]
+    if not active:
+        return "0"
+    return f"[bold red]{active}[/] ({_age_text(row['alarms']['oldest_unacked_s'])})"
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
@@ -249,31 +257,34 @@ def summary(rows: list[dict[str, Any]]) -> str:
     return f"{len(rows)} stations: " + (", ".join(parts) or "none yet")
 
 
+# (header, justify, may shrink): region and faults give way on a narrow screen
+COLUMNS = (("station", "left", False), ("region", "left", True), ("state", "left", False),
+           ("alarms", "right", False), ("S B", "left", False), ("faults", "left", True),
+           ("outbox", "right", False), ("ack ms", "right", False), ("seen", "right", False))
+
+
 def render_table(rows: list[dict[str, Any]], *, limit: int | None = None,
                  title: str = "") -> Any:
     """The desk's table (rich renderable); only the first ``limit`` rows are drawn."""
     from rich.table import Table
-    table = Table(title=title or None, caption=summary(rows), expand=True,
-                  header_style="bold", title_justify="left", caption_justify="left")
-    for col, justify in (("station", "left"), ("region", "left"), ("state", "left"),
-                         ("alarms", "right"), ("oldest unacked", "right"),
-                         ("outputs", "left"), ("faults", "left"), ("outbox", "right"),
-                         ("ack ms", "right"), ("last seen", "right")):
-        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table = Table(title=title or None, caption=summary(rows), box=None,
+                  header_style="bold underline", title_justify="left", caption_justify="left",
+                  pad_edge=False)
+    for col, justify, shrinks in COLUMNS:
+        table.add_column(col, justify=justify, no_wrap=not shrinks,  # type: ignore[arg-type]
+                         overflow="ellipsis", max_width=18 if col == "region" else None)
     shown = rows if limit is None else rows[:limit]
     for r in shown:
         state = r["state"] + (f" ({r['reason']})" if r["reason"] else "")
         ack = r["last_ack_latency_ms"]
         table.add_row(
             r["station"], r["region"], f"[{STATE_STYLE.get(r['state'], '')}]{state}",
-            f"[bold red]{r['alarms']['active']}" if r["alarms"]["active"] else "0",
-            _age_text(r["alarms"]["oldest_unacked_s"]), _lamps(r["outputs"]),
+            _alarms(r), _lamps(r["outputs"]),
             f"[yellow]{', '.join(r['faults'])}" if r["faults"] else "",
             str(r["outbox_pending"] or ""), "-" if ack is None else f"{ack:.0f}",
-            f"{_age_text(r['age_s'])} ago" if r["age_s"] is not None else "-")
+            _age_text(r["age_s"]))
     if len(shown) < len(rows):
-        table.add_row(f"… {len(rows) - len(shown)} more (all well-ordered: trouble first)",
-                      *[""] * 9)
+        table.add_row(f"… {len(rows) - len(shown)} more", *[""] * (len(COLUMNS) - 1))
     return table
 
 
@@ -321,15 +332,16 @@ def snapshot_json(rows: list[dict[str, Any]]) -> str:
     return json.dumps({"stations": rows}, indent=1)
 
 
-def _live(desk: Desk, title: str) -> None:
+def _live(desk: Desk, sub: Subscription, title: str) -> None:
     from rich.console import Console
     from rich.live import Live
     console = Console()
 
     def frame() -> Any:
         rows = desk.rows()
+        link = "" if sub.client.is_connected() else " · [bold red]BROKER UNREACHABLE[/]"
         return render_table(rows, limit=max(3, console.size.height - 8),
-                            title=f"{title} · {time.strftime('%H:%M:%S')}")
+                            title=f"{title} · {time.strftime('%H:%M:%S')}{link}")
     with Live(get_renderable=frame, console=console, refresh_per_second=2, screen=True):
         while True:
             time.sleep(0.5)
@@ -352,12 +364,16 @@ def main(args: argparse.Namespace) -> int:
     from .cli import split_hostport
     from .clients import connected
     host, port = split_hostport(args.broker)
+    if not (args.once and args.json) and importlib.util.find_spec("rich") is None:
+        print("monitor: the table needs rich (pip install 'polres-station[demo]'); "
+              "--once --json works without it", file=sys.stderr)
+        return 2
     desk = Desk(args.root)
     sub = Subscription(args, desk)
     with connected(sub.client, host, port):
         if not args.once:
             try:
-                _live(desk, f"Polres 110 monitoring desk — {args.broker} {args.root}")
+                _live(desk, sub, f"Polres 110 monitoring desk — {args.broker} {args.root}")
             except KeyboardInterrupt:
                 return 0
         settle(desk, sub, args.wait)
