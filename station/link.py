@@ -73,6 +73,18 @@ class SubscribeRefused:
     reason: str
 
 
+class _QuietWhileDisconnected(logging.Filter):
+    """paho logs an ERROR on every loop pass while disconnected ("Client is not connected");
+    the link already reports the disconnection once, with its reason code."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Client is not connected")
+
+
+_PAHO_LOG = logging.getLogger("station.paho")
+_PAHO_LOG.addFilter(_QuietWhileDisconnected())
+
+
 class Link:
     """One paho client with the station's session, will and reconnect policy.
 
@@ -102,6 +114,7 @@ class Link:
         self._attempt_failed = False      # this connection attempt already counted as failed
         self._generation = 0
         self.session = 0
+        self._stopping = False
         self._connected = threading.Event()
         self._client = self._make_client(client_id)
 
@@ -115,7 +128,7 @@ class Link:
             c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                             protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
         c.suppress_exceptions = True    # second net under our own try/except
-        c.enable_logger(logging.getLogger("station.paho"))
+        c.enable_logger(_PAHO_LOG)
         c.max_inflight_messages_set(64)
         c.max_queued_messages_set(0)    # the durable outbox bounds what we queue
         if self.broker.tls is not None:
@@ -147,6 +160,7 @@ class Link:
             deadline = time.monotonic() + timeout
             while not info.is_published() and time.monotonic() < deadline and self.connected:
                 time.sleep(0.01)
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
@@ -240,6 +254,10 @@ class Link:
                        properties: Any) -> None:
         was = self._connected.is_set()
         self._connected.clear()
+        if was and self._stopping:
+            log.info("disconnected from %s (stopping): reason_code=%s", self.current_broker,
+                     reason)
+            return
         if was:
             log.warning("disconnected from %s: reason_code=%s", self.current_broker, reason)
             self._sink(Disconnected(self._generation, str(reason)))
