@@ -1,14 +1,16 @@
 """``polres-station demo``: the real station on simulated GPIO, an embedded broker, a simulated HQ.
 
 Nothing here is a replay: the panel reads the station's own state (mock pin levels, the alarm
-machine, the outbox) and what HQ actually received over MQTT. Parts:
+machine, the outbox) and what HQ actually received over MQTT. This module is the scenario:
 
 * ``Demo`` wires broker (``embedded_broker``), ``Station`` (gpiozero MockFactory, state in a temp
   dir, MQTT 3.1.1 which both brokers speak) and ``SimulatedHQ`` (sends complaints, listens to
   events and status, re-sends what is unacknowledged when the station asks ``resync_request``).
-* ``snapshot()`` → ``PanelState`` (plain data) → ``render_panel()`` (a rich renderable).
-* ``run_interactive()``: keys in cbreak mode (terminal restored on every exit path), rich Live.
+* ``run_interactive()``: what each key does, and the rich Live loop. The panel itself
+  (``snapshot()`` → ``PanelState`` → ``render_panel()``) is ``demo_panel``; keys from the raw
+  terminal, restored on every exit path, are ``demo_keys``.
 * ``run_headless()``: one line per event upstream; the button is pressed ~1 s after each alarm.
+* ``add_arguments()`` / ``main()``: the ``demo`` subcommand.
 
 Complaint summaries (personal data) are sent, as HQ would, but never shown or logged here.
 """
@@ -16,14 +18,11 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import importlib.util
 import json
 import logging
-import os
 import queue
 import random
-import select
 import sys
 import tempfile
 import threading
@@ -31,14 +30,20 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .config import Config, Pattern, parse_config
+from .config import Config, parse_config
+from .demo_keys import key_queue
+from .demo_panel import PanelState, desk_command, render_panel, snapshot
 from .embedded_broker import DEMO_USERNAME, KINDS, EmbeddedBroker
 from .protocol import complaint_payload, region_complaints, station_topic
+
+__all__ = ["Demo", "DemoSettings", "SimulatedHQ", "ButtonDriver", "PanelState", "render_panel",
+           "snapshot", "desk_command", "handle_key", "event_text", "run_headless",
+           "run_interactive", "add_arguments", "main", "FAKE_SUMMARY"]
 
 STATION, REGION, ROOT = "prabumulih-1", "sumsel-prabumulih", "polri/110"
 SIREN_PIN, BEACON_PIN, BUTTON_PIN = 5, 6, 22      # active-low relays on boot-safe pins
@@ -339,200 +344,6 @@ class Demo:
         self.close()
 
 
-# --- snapshot: plain data read from the running parts -----------------------------------------
-
-@dataclass(frozen=True)
-class EventLine:
-    at: str
-    type: str
-    complaint_id: str
-    figure: str
-    delivered: bool
-
-
-@dataclass(frozen=True)
-class PanelState:
-    station: str
-    region: str
-    broker: str                       # "amqtt 127.0.0.1:41234"
-    broker_up: bool
-    link_up: bool
-    siren_on: bool
-    siren_pattern: str
-    beacon_on: bool
-    button: str
-    alarms: list[dict[str, Any]]
-    outbox_pending: int
-    faults: list[str]
-    events: list[EventLine]
-    heartbeat: str
-    sent: int = 0
-    acked: int = 0
-    log: list[str] = field(default_factory=list)
-    desk: str = ""
-
-
-def desk_command(port: int) -> str:
-    """How to watch this demo from the national desk's view, in another terminal."""
-    return (f"polres-station monitor --broker 127.0.0.1:{port} --protocol 3.1.1 "
-            f"--username {DEMO_USERNAME}")
-
-
-def snapshot(demo: Demo) -> PanelState:
-    """Everything the panel shows, read now from the station, its pins and HQ."""
-    st, hq = demo.station, demo.hq
-    assert st is not None and hq is not None
-    now = time.monotonic()
-    machine = st.machine
-    alarms = _retry(lambda: machine.active_alarms(now), [])
-    faults = sorted(_retry(lambda: machine.faults, {}))
-    siren = st.hardware.siren.pattern if st.hardware is not None else None
-    return PanelState(
-        station=st.config.station.id, region=st.config.station.region,
-        broker=f"{demo.broker.kind} {demo.broker.address}", broker_up=demo.broker.running,
-        link_up=bool(st.link and st.link.connected),
-        siren_on=demo.relay_on("siren"), siren_pattern=_pattern_text(siren, alarms),
-        beacon_on=demo.relay_on("beacon"),
-        button=machine.button_state + (" (held)" if demo.button and demo.button.down else ""),
-        alarms=alarms, outbox_pending=st.outbox.pending, faults=faults,
-        events=[_event_line(e, hq.delivered) for e in list(st.last_events)[-8:]],
-        heartbeat=_heartbeat_text(hq.status, now), sent=len(hq.sent), acked=len(hq.acked),
-        log=list(demo.log_tail.lines), desk=desk_command(demo.broker.port))
-
-
-def _retry(read: Callable[[], Any], default: Any) -> Any:
-    """Read the machine from this thread; a concurrent change may interrupt one iteration."""
-    for _ in range(5):
-        try:
-            return read()
-        except RuntimeError:        # "dictionary changed size during iteration"
-            time.sleep(0.001)
-    return default
-
-
-def _pattern_text(pattern: Pattern | None, alarms: list[dict[str, Any]]) -> str:
-    if pattern is None:
-        escalated = any(a.get("escalated") for a in alarms)
-        return "escalated: beacon only, reminders" if escalated else "off"
-    if pattern.continuous:
-        return "continuous"
-    return f"{pattern.on_s:g} s on / {pattern.off_s:g} s off"
-
-
-def _clock_text(at: str | None) -> str:
-    if not at:
-        return "--:--:--"
-    try:
-        return datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone().strftime("%H:%M:%S")
-    except ValueError:
-        return "--:--:--"
-
-
-def _event_figure(e: dict[str, Any]) -> str:
-    if "relay_latency_ms" in e:
-        return f"relay {e['relay_latency_ms']:.1f} ms"
-    if "ack_latency_ms" in e:
-        return f"ack {e['ack_latency_ms']:.0f} ms ({e.get('method', '?')})"
-    if "unacked_s" in e:
-        return f"unacked {e['unacked_s']:.0f} s"
-    if e.get("type") == "selftest":
-        return f"{e.get('trigger')}: {e.get('result')}"
-    return str(e.get("fault") or e.get("reason") or e.get("detail") or "")[:40]
-
-
-def _event_line(e: dict[str, Any], delivered: set[str]) -> EventLine:
-    return EventLine(at=_clock_text(e.get("at")), type=str(e.get("type")),
-                     complaint_id=str(e.get("complaint_id") or ""), figure=_event_figure(e),
-                     delivered=e.get("event_id") in delivered)
-
-
-def _heartbeat_text(status: Received | None, now: float) -> str:
-    if status is None:
-        return "no status received yet"
-    doc = status.doc
-    received = datetime.fromtimestamp(status.wall).strftime("%H:%M:%S")
-    if doc.get("state") != "online":     # last will or clean stop: no "at" of its own
-        return (f"{doc.get('state', '?')} (reason {doc.get('reason')}) since {received} · "
-                f"session {doc.get('session')}")
-    return (f"online · last status {_clock_text(doc.get('at'))} ({now - status.at:.1f} s ago)"
-            f" · every {doc.get('interval_s', 0):g} s · session {doc.get('session')}")
-
-
-# --- rendering --------------------------------------------------------------------------------
-
-def _lamp(name: str, on: bool, colour: str) -> Any:
-    from rich.text import Text
-    if on:
-        return Text.assemble((" ● ", f"bold {colour}"), (f"{name} ON ", f"bold white on {colour}"))
-    return Text.assemble((" ○ ", "grey50"), (f"{name} off", "grey50"))
-
-
-def _alarm_table(alarms: list[dict[str, Any]]) -> Any:
-    from rich.table import Table
-    table = Table(title="active alarms", title_justify="left", expand=True, box=None,
-                  header_style="bold")
-    for col in ("complaint", "priority", "age", "state"):
-        table.add_column(col, justify="right" if col == "age" else "left")
-    colours = {"emergency": "bold red", "urgent": "yellow", "normal": "cyan"}
-    for a in alarms[:6]:
-        state = ("silenced" if a.get("silenced") else "escalated" if a.get("escalated")
-                 else "sounding" if a.get("sounding") else "beacon")
-        table.add_row(a["complaint_id"], f"[{colours.get(a['priority'], '')}]{a['priority']}",
-                      f"{a['age_s']:.1f} s", state)
-    if len(alarms) > 6:
-        table.add_row(f"… {len(alarms) - 6} more", "", "", "")
-    if not alarms:
-        table.add_row("[grey50]none — quiet room", "", "", "")
-    return table
-
-
-def _event_table(events: list[EventLine]) -> Any:
-    from rich.table import Table
-    table = Table(title="last events (station → HQ)", title_justify="left", expand=True,
-                  box=None, header_style="bold")
-    for col in ("time", "type", "complaint", "figure", "HQ"):
-        table.add_column(col)
-    for e in reversed(events):
-        table.add_row(e.at, e.type, e.complaint_id, e.figure,
-                      "[green]received" if e.delivered else "[yellow]queued")
-    return table
-
-
-def render_panel(s: PanelState) -> Any:
-    """The demo panel as a rich renderable (pure: only ``s`` is read)."""
-    from rich.console import Group
-    from rich.panel import Panel
-    from rich.table import Table
-    from rich.text import Text
-    top = Table.grid(expand=True, padding=(0, 2))
-    for _ in range(3):
-        top.add_column()
-    top.add_row(_lamp("SIREN", s.siren_on, "red"), _lamp("BEACON", s.beacon_on, "blue"),
-                Text(f"button: {s.button}"))
-    top.add_row(Text(f"   pattern: {s.siren_pattern}"),
-                Text(f"   outbox pending: {s.outbox_pending}"),
-                Text(f"faults: {', '.join(s.faults) or 'none'}"))
-    broker = Text.assemble("broker ", (s.broker, "bold"), " ",
-                           ("up", "green") if s.broker_up else ("DOWN", "bold red"),
-                           " · station link ",
-                           ("connected", "green") if s.link_up else ("offline", "bold red"),
-                           f" · HQ sent {s.sent}, acked {s.acked}")
-    parts: list[Any] = [top, broker, Text(f"heartbeat: {s.heartbeat}"), Text(""),
-                        _alarm_table(s.alarms), Text(""), _event_table(s.events)]
-    if s.log:
-        parts += [Text(""), Text("\n".join(s.log), style="grey50", overflow="ellipsis",
-                                 no_wrap=True)]
-    parts += [Text(""), Text(KEYS_HELP, style="bold cyan")]
-    if s.desk:
-        parts.append(Text(f"desk view, in another terminal: {s.desk}", style="grey50"))
-    return Panel(Group(*parts), title=f"Polres 110 demo — station {s.station} ({s.region})",
-                 border_style="red" if s.siren_on else "blue")
-
-
-KEYS_HELP = ("keys: space ack (hold: keep pressed) · h 3.5 s hold = self-test · c complaint · "
-             "b broker off/on · q quit")
-
-
 # --- interactive ------------------------------------------------------------------------------
 
 def handle_key(demo: Demo, key: str) -> bool:
@@ -551,53 +362,17 @@ def handle_key(demo: Demo, key: str) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def cbreak(fd: int) -> Iterator[None]:
-    """Keys arrive one by one without echo; the terminal is restored on every exit path
-    (Ctrl-C still raises KeyboardInterrupt: ISIG stays on)."""
-    import termios
-    import tty
-    saved = termios.tcgetattr(fd)
-    try:
-        tty.setcbreak(fd, termios.TCSANOW)
-        yield
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-
-
-def _read_keys(fd: int, keys: queue.SimpleQueue[str], stop: threading.Event) -> None:
-    while not stop.is_set():
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if not ready:
-            continue
-        data = os.read(fd, 64)
-        if not data:
-            keys.put("q")               # stdin closed
-            return
-        for ch in data.decode("utf-8", "replace"):
-            keys.put(ch)
-
-
 def run_interactive(demo: Demo, duration: float | None) -> int:
     from rich.live import Live
-    keys: queue.SimpleQueue[str] = queue.SimpleQueue()
-    stop = threading.Event()
-    fd = sys.stdin.fileno()
     deadline = None if duration is None else time.monotonic() + duration
-    with cbreak(fd):
-        reader = threading.Thread(target=_read_keys, args=(fd, keys, stop), daemon=True)
-        reader.start()
-        try:
-            with Live(render_panel(snapshot(demo)), refresh_per_second=10,
-                      redirect_stderr=False) as live:
-                while deadline is None or time.monotonic() < deadline:
-                    if not _drain_keys(demo, keys):
-                        break
-                    live.update(render_panel(snapshot(demo)))
-                    time.sleep(0.1)
-        finally:
-            stop.set()
-            reader.join(1)
+    with key_queue(sys.stdin.fileno()) as keys:
+        with Live(render_panel(snapshot(demo)), refresh_per_second=10,
+                  redirect_stderr=False) as live:
+            while deadline is None or time.monotonic() < deadline:
+                if not _drain_keys(demo, keys):
+                    break
+                live.update(render_panel(snapshot(demo)))
+                time.sleep(0.1)
     return 0
 
 
