@@ -21,6 +21,12 @@ broker-tools:
 	  echo "mosquitto missing: installing it"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto mosquitto-clients; }
 	@# The packaged service would grab port 1883; tests never use it.
+	@test -x /usr/lib/rabbitmq/bin/rabbitmq-server || command -v rabbitmq-server >/dev/null 2>&1 || { \
+	  echo "rabbitmq-server missing: installing it (tests/brokers start a node of their own)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q rabbitmq-server; }
+	@command -v openssl >/dev/null 2>&1 || { \
+	  echo "openssl missing: installing it (tests/security make a test CA)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl; }
 
 test: venv broker-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

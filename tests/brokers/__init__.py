@@ -1,0 +1,1 @@
+"""The station against brokers other than mosquitto: RabbitMQ (MQTT plugin) and amqtt."""
