@@ -248,6 +248,19 @@ class Publisher:
         self.client.loop_stop()
 
 
+def sqlite_mb() -> float:
+    """SQLite's own heap (page caches, statements) in this process; -1 if unavailable."""
+    try:
+        import ctypes
+        import ctypes.util
+        import sqlite3  # noqa: F401 — loads the library this process uses
+        lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        return float(lib.sqlite3_memory_used()) / 2**20
+    except (OSError, AttributeError):
+        return -1.0
+
+
 def rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -305,6 +318,7 @@ def test_ten_thousand_fuzzed_payloads_through_the_broker(tmp_path, start_station
         siren_states, beacon_states = len(siren.states), len(beacon.states)
         started = time.monotonic()
         rss: list[float] = []
+        sql: list[float] = []
         for i in range(0, len(payloads), CHUNK):
             if i == WARMUP:
                 gc.collect()
@@ -312,6 +326,7 @@ def test_ten_thousand_fuzzed_payloads_through_the_broker(tmp_path, start_station
                 heap_before = tracemalloc.take_snapshot()
             if i >= WARMUP:
                 rss.append(rss_mb())
+                sql.append(sqlite_mb())
             pub.send(payloads[i:i + CHUNK])
             n = min(i + CHUNK, len(payloads))
             wait_for(lambda: hq.rejected >= n and s.station.outbox.pending == 0, 60,
@@ -320,6 +335,7 @@ def test_ten_thousand_fuzzed_payloads_through_the_broker(tmp_path, start_station
         time.sleep(1.0)                           # anything doubled would arrive meanwhile
         gc.collect()
         rss.append(rss_mb())
+        sql.append(sqlite_mb())
         heap_after = tracemalloc.take_snapshot()
         tracer_mb = tracemalloc.get_tracemalloc_memory() / 2**20
         tracemalloc.stop()
@@ -336,7 +352,7 @@ def test_ten_thousand_fuzzed_payloads_through_the_broker(tmp_path, start_station
               f"relay changes {len(siren.states) - siren_states}; crashes 0; "
               f"RSS {rss[0]:.1f} → {rss[-1]:.1f} MB over {len(payloads) - WARMUP} payloads "
               f"(per round: {' '.join(f'{x:.1f}' for x in rss)}; tracemalloc's own "
-              f"{tracer_mb:.1f} MB of it); "
+              f"{tracer_mb:.1f} MB of it; SQLite's heap {sql[0]:.1f} → {sql[-1]:.1f} MB); "
               f"Python heap kept by the station {heap_growth:+.2f} MB; "
               f"log lines {dict(station_log.levels)}")
         # Zero crashes: loop, link and outbox alive; nothing logged as an error.
