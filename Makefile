@@ -24,6 +24,9 @@ broker-tools:
 	@test -x /usr/lib/rabbitmq/bin/rabbitmq-server || command -v rabbitmq-server >/dev/null 2>&1 || { \
 	  echo "rabbitmq-server missing: installing it (tests/brokers start a node of their own)"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q rabbitmq-server; }
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+	  echo "systemd-analyze missing: installing systemd (tests verify the unit file)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd; }
 	@command -v openssl >/dev/null 2>&1 || { \
 	  echo "openssl missing: installing it (tests/security make a test CA)"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl; }
