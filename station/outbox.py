@@ -88,6 +88,8 @@ class Outbox:
         self._up = False
         self._storage_ok = True
         self._unsaved: list[Write] = []
+        self._mem_rows: list[OutboxRow] = []       # events numbered while storage failed
+        self._undeleted: list[int] = []            # confirmed while storage failed
         self._mem_seq = 0
         self._next_retry = 0.0
         self.pending = 0                           # events not yet confirmed (for status)
@@ -165,7 +167,9 @@ class Outbox:
         alarms = _last_per_id([a for w in writes for a in w.alarms])
         events = [e for w in writes for e in w.events]
         try:
-            if self._unsaved:
+            if not self._storage_ok:
+                self._retry_unsaved()
+            if not self._storage_ok:
                 raise StorageError("earlier writes still unsaved")
             rows = self._store.commit(seen=seen, alarms=alarms, events=events)
             for w in writes:
@@ -211,6 +215,7 @@ class Outbox:
             self._mem_seq += 1
             rows.append(OutboxRow(self._mem_seq, str(e["event_id"]), str(e["type"]),
                                   encode_event(e, self._mem_seq)))
+        self._mem_rows.extend(rows)
         return rows
 
     def _storage_failed(self, detail: str) -> None:
@@ -223,22 +228,34 @@ class Outbox:
             self._on_storage(False, detail)
 
     def _retry_unsaved(self) -> None:
-        if not self._unsaved or time.monotonic() < self._next_retry:
+        if self._storage_ok or time.monotonic() < self._next_retry:
             return
         assert self._store is not None
         w = self._unsaved
+        # Events made meanwhile that the broker has not confirmed yet go into the outbox with
+        # the seq they were sent with: a reconnect re-reads the outbox, and an ack that lived
+        # only in memory would be dropped.
+        waiting = set(self._inflight.values()) | {r.seq for r in self._ready}
+        kept = [r for r in self._mem_rows if r.seq in waiting]
         try:
             self._store.commit(seen=[s for x in w for s in x.seen],
                                alarms=_last_per_id([a for x in w for a in x.alarms]))
-            self._store.set_meta("seq", str(self._mem_seq))
+            self._store.put_outbox(kept, last_seq=self._mem_seq)
+            self._store.delete_outbox(self._undeleted)
+            for x in w:
+                for key, value in x.meta.items():
+                    self._store.set_meta(key, value)
         except StorageError as e:
             self._next_retry = time.monotonic() + RETRY_S
             log.debug("storage still failing: %s", e)
             return
-        log.warning("storage recovered; %d unsaved writes stored", len(w))
-        self._unsaved = []
+        log.warning("storage recovered; %d unsaved writes and %d unconfirmed events stored",
+                    len(w), len(kept))
+        self._unsaved, self._mem_rows, self._undeleted = [], [], []
         self._storage_ok = True
         self._on_storage(True, "recovered")
+        if self._up:
+            self._link_changed(True)   # re-read the outbox: rows a failed refill never loaded
 
     def _maybe_prune(self) -> None:
         # Seen ids age by wall time: an unsynchronised clock (no RTC on a Pi) could jump and
@@ -262,6 +279,9 @@ class Outbox:
                 self._store.delete_outbox(seqs)
             except StorageError as e:
                 self._storage_failed(str(e))
+                self._undeleted.extend(seqs)
+        else:
+            self._undeleted.extend(seqs)
         self.pending = max(0, self.pending - len(seqs))
 
     def _link_changed(self, up: bool) -> None:

@@ -432,6 +432,21 @@ class Store:
             with self._write("delete confirmed events") as conn:
                 conn.executemany("DELETE FROM outbox WHERE seq = ?", params)
 
+    def put_outbox(self, rows: Sequence[OutboxRow], *, last_seq: int) -> None:
+        """Store events numbered while the database could not be written: they keep their
+        ``seq``, ``event_id`` and payload (HQ may already have them). Rows whose ``seq`` is
+        present are kept as they are; the ``seq`` counter is raised to ``last_seq``."""
+        now = time.time()
+        with self._write("store events kept in memory") as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO outbox (seq, event_id, type, payload, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(r.seq, r.event_id, r.type, r.payload, now) for r in rows])
+            if last_seq > self._int_meta(conn, "seq"):
+                self._put_meta(conn, "seq", str(last_seq))
+            if rows:
+                self._bound_outbox(conn)
+
     def outbox_rows(self, *, after_seq: int = 0, limit: int = 100) -> list[OutboxRow]:
         """Up to ``limit`` pending rows with ``seq > after_seq``, in ``seq`` order."""
         with self._reading("read the outbox") as conn:
