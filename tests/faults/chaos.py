@@ -456,3 +456,24 @@ def _wait(pred: Callable[[], bool], timeout: float, what: Callable[[], str]) -> 
             return
         time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout} s waiting for {what()}")
+
+
+def wait_broker_saved(broker: Any, saves: int = 2, timeout: float = 10.0) -> None:
+    """Wait until a persistent mosquitto has written its database ``saves`` times from now
+    (autosave): what it holds now survives a SIGKILL. Two saves: the first may have started
+    before the caller's last change."""
+    db = Path(broker.workdir) / "mosquitto.db"
+
+    def mtime() -> int:
+        try:
+            return db.stat().st_mtime_ns
+        except OSError:
+            return 0
+    seen = [mtime()]
+
+    def saved() -> bool:
+        m = mtime()
+        if m != seen[-1]:
+            seen.append(m)
+        return len(seen) > saves
+    _wait(saved, timeout, lambda: f"{saves} saves of {db}")

