@@ -266,8 +266,9 @@ def _command(doc: Mapping[str, Any]) -> Command:
     if not isinstance(cmd_id, str) or not ID_RE.match(cmd_id):
         raise _Refused(RejectReason.SCHEMA, "cmd_id: missing or not 1–64 of [A-Za-z0-9._:-]")
     cmd = doc.get("cmd")
-    if not isinstance(cmd, str) or len(cmd) > 32:
-        raise _Refused(RejectReason.SCHEMA, "cmd: missing or not a short string")
+    if not isinstance(cmd, str) or len(cmd) > 32 or not cmd.isprintable():
+        # Printable: an unknown cmd is echoed into the log, where a newline would forge lines.
+        raise _Refused(RejectReason.SCHEMA, "cmd: missing or not a short printable string")
     args = doc.get("args", {})
     if args is None:
         args = {}
@@ -286,6 +287,8 @@ def _ack_args(args: Mapping[str, Any]) -> dict[str, Any]:
         out["complaint_id"] = cid
     by = _opt_str(args, "by", 64)
     if by is not None:
+        if not by.isprintable():                  # it is logged with the ack
+            raise _Refused(RejectReason.SCHEMA, "args.by: not printable text")
         out["by"] = by
     return out
 

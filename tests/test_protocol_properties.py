@@ -179,6 +179,8 @@ def test_complaint_parsing_is_total_and_sound(payload: bytes) -> None:
 @example(b'{"v":1,"cmd_id":"c","cmd":"test","args":{"seconds":Infinity}}', False)
 @example(b'{"v":1,"cmd_id":"c","cmd":"test","args":{"seconds":true}}', False)
 @example(b'{"v":1,"cmd_id":"c","cmd":"ack"}', True)
+@example(b'{"v":1,"cmd_id":"c","cmd":"x\\nINFO station: alerting complaint_id=fake"}', False)
+@example(b'{"v":1,"cmd_id":"c","cmd":"ack","args":{"by":"op\\r\\nERROR forged"}}', False)
 def test_command_parsing_is_total_and_sound(payload: bytes, retained: bool) -> None:
     result = parse_command(payload, retained=retained)
     assert isinstance(result, (Command, Rejection))
@@ -188,6 +190,8 @@ def test_command_parsing_is_total_and_sound(payload: bytes, retained: bool) -> N
         return
     assert not retained, "a retained command was accepted: it would replay at every restart"
     assert ID_RE.match(result.cmd_id) and isinstance(result.cmd, str) and len(result.cmd) <= 32
+    # What reaches an INFO log line is one line: no newline or escape to forge another.
+    assert result.cmd.isprintable() and str(result.args.get("by", "")).isprintable()
     if result.cmd == "test":
         seconds = result.args["seconds"]
         assert math.isfinite(seconds) and 0 < seconds <= 10
