@@ -10,12 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
+import tempfile
 import queue
+import sqlite3
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__, reporting
@@ -33,7 +38,8 @@ from .protocol import (
     Command, Complaint, EventType, Rejection, RejectReason, Topics, encode, event,
     offline_status, parse_command, parse_complaint, rfc3339,
 )
-from .store import AlarmRow, Store
+from .errors import StorageError
+from .store import SIDE_FILES, AlarmRow, CorruptDatabase, Store
 
 log = logging.getLogger("station")
 
@@ -92,13 +98,15 @@ class Station:
         self.outbox: Outbox | None = None
         self.link: Link | None = None
         self.last_events: list[dict[str, Any]] = []   # for local views (demo)
+        self._db_path = config.storage.path            # a temporary copy if that is unusable
+        self._startup_faults: list[tuple[str, str]] = []
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
         """Open the store, set up GPIO (outputs off), resume alarms, start the link."""
         cfg = self.config
-        self.store = self._open_store()
+        self.store = self._open_main_store()
         self.hardware = Hardware(cfg.gpio, pin_factory=self._pin_factory,
                                  on_button=self._edge_button, on_feedback=self._edge_feedback,
                                  clock=self._clock)
@@ -111,6 +119,8 @@ class Station:
                              on_progress=lambda: self._on_progress("outbox"),
                              can_prune=lambda: self._synced)
         self.outbox.start()
+        for fault, detail in self._startup_faults:
+            self._decide(FaultChange(fault, True, detail), now)
         self._resume(now)
         self._check_clock(now)
         self.link = Link(cfg.broker, self.topics, client_id=cfg.station.id, sink=self._inbox.put,
@@ -418,11 +428,14 @@ class Station:
         self.outbox.link_up(True)
         known = self.store.get_meta("session_known") == "1"
         since = self.store.get_meta("session_ok_at")
+        pending = self.store.get_meta("resync_pending") == "1"   # local state was lost
         meta = {"session_known": "1", "session_ok_at": str(self._wall())}
         events = []
-        if known and not c.session_present:
-            log.warning("broker %s lost this station's session: asking HQ to re-send",
-                        c.broker)
+        if (known and not c.session_present) or pending:
+            log.warning("%s: asking HQ to re-send unacknowledged complaints",
+                        f"broker {c.broker} lost this station's session" if not pending
+                        else "this station started without its earlier state")
+            meta["resync_pending"] = "0"
             events.append(self._envelope(EventType.RESYNC_REQUEST, {
                 "since": rfc3339(float(since)) if since else None}))
         self._write(Write(events=events, meta=meta))
@@ -473,9 +486,82 @@ class Station:
 
     def _open_store(self, check: bool = True) -> Store:
         cfg = self.config
-        return Store(cfg.storage.path, seen_ids_max=cfg.alarm.seen_ids_max,
+        return Store(self._db_path, seen_ids_max=cfg.alarm.seen_ids_max,
                      seen_ids_days=cfg.alarm.seen_ids_days, outbox_max=cfg.storage.outbox_max,
                      check=check)
+
+    def _open_main_store(self) -> Store:
+        """The configured database; if it cannot be written (read-only filesystem, wrong owner,
+        full at creation) a temporary copy, so the room still alarms: a ``storage`` fault says
+        so. A corrupt database is never replaced (``CorruptDatabase``: exit 74)."""
+        try:
+            store = self._open_store()
+        except CorruptDatabase:
+            raise
+        except StorageError as e:
+            return self._open_fallback(e)
+        self._adopt_fallback(store)
+        return store
+
+    def _fallback_path(self) -> Path:
+        base = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or tempfile.gettempdir()
+        return Path(base) / f"polres-station-{self.config.station.id}" / self._db_path.name
+
+    def _open_fallback(self, error: StorageError) -> Store:
+        src, dst = self._db_path, self._fallback_path()
+        fresh = copied = False
+        if not dst.exists():            # else: the copy a previous run of this boot used
+            dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                shutil.copyfile(src, f"{dst}.part")
+                wal = Path(f"{src}-wal")
+                if wal.exists():
+                    shutil.copyfile(wal, f"{dst}-wal")
+                os.replace(f"{dst}.part", dst)
+                copied = True
+            except OSError as e:
+                log.error("%s: cannot read the state database either (%s): starting on an "
+                          "empty temporary database, HQ will be asked to re-send", src, e)
+                fresh = True
+        self._db_path = dst
+        try:
+            store = self._open_store()
+            if fresh:
+                store.set_meta("resync_pending", "1")
+            elif copied:
+                store.set_meta("fallback_of", f"{src}@{store.last_seq()}")
+        except StorageError:
+            self._db_path = src
+            raise error
+        detail = (f"{error}; running on a temporary copy {dst} — records made now are lost "
+                  f"at reboot unless the state directory is repaired and the service restarted")
+        log.error("storage: %s", detail)
+        self._startup_faults.append(("storage", detail[:500]))
+        return store
+
+    def _adopt_fallback(self, store: Store) -> None:
+        """The state directory is usable again: take over what a temporary copy recorded
+        since (it began as a copy of this database, which could not change meanwhile)."""
+        path = self._fallback_path()
+        if path == self._db_path or not path.exists():
+            return
+        try:
+            with Store(path) as copy:
+                origin = copy.get_meta("fallback_of")
+                if origin == f"{self._db_path}@{store.last_seq()}":
+                    copy.set_meta("fallback_of", "")
+                    copy._conn.backup(store._conn)      # one transaction on the destination
+                    log.warning("%s: took over the records of the temporary copy %s",
+                                self._db_path, path)
+                else:
+                    log.warning("%s: a temporary copy %s exists but does not continue this "
+                                "database; left for audit", self._db_path, path)
+                    return
+        except (StorageError, OSError, sqlite3.Error) as e:
+            log.error("%s: cannot take over the temporary copy %s: %s", self._db_path, path, e)
+            return
+        for suffix in ("", *SIDE_FILES):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
     def _resume(self, now: float) -> None:
         assert self.store is not None and self.machine is not None

@@ -254,9 +254,11 @@ class HarnessStation:
     with a MockFactory it keeps), so a test can press the button, read the relay pins and
     SIGKILL the real process at any moment."""
 
-    def __init__(self, config_path: Path, log_path: Path) -> None:
+    def __init__(self, config_path: Path, log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.config_path = config_path
         self.log_path = log_path
+        self.env = env or {}
         self.proc: subprocess.Popen[str] | None = None
         self._replies: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self.starts = 0
@@ -268,7 +270,7 @@ class HarnessStation:
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "station_harness.py"), str(self.config_path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         self._replies = queue.SimpleQueue()
         threading.Thread(target=self._read, args=(self.proc, self._replies),
                          daemon=True).start()

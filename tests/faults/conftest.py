@@ -40,8 +40,8 @@ def proxy(broker: Mosquitto) -> Iterator[ChaosProxy]:
 def harness(tmp_path: Path) -> Iterator[Any]:
     made: list[HarnessStation] = []
 
-    def make(config_path: Path) -> HarnessStation:
-        h = HarnessStation(config_path, tmp_path / "station.log")
+    def make(config_path: Path, **env: str) -> HarnessStation:
+        h = HarnessStation(config_path, tmp_path / "station.log", env)
         made.append(h)
         return h
     yield make

@@ -226,3 +226,128 @@ def test_ack_made_while_disk_full_and_broker_away_arrives_after_both_recover(
     figures.record("ack while disk read-only and broker away, disk recovers first",
                    complaints=1, presses=1, lost=v["lost"], doubled=v["doubled"], crashes=0,
                    acks_delivered=v["acks"])
+
+
+def test_outbox_leaves_memory_mode_after_only_a_delete_failed(tmp_path, monkeypatch):
+    """The disk refuses the delete of a confirmed event (nothing else): once it accepts
+    writes again the station leaves memory mode, clears the fault and deletes the row."""
+    from station import outbox as outbox_mod
+    from station.outbox import Outbox, Write
+    from station.protocol import event
+
+    monkeypatch.setattr(outbox_mod, "RETRY_S", 0.05)
+    path = tmp_path / "state.db"
+    storage: list[bool] = []
+
+    class Link:
+        connected = True
+        mids = 0
+
+        def publish(self, topic, payload, *, qos=1, retain=False):
+            Link.mids += 1
+            return Link.mids
+
+        def ack(self, mid, qos, generation):
+            return True
+
+    ob = Outbox(lambda: Store(path), Link(), "t", on_storage=lambda ok, _: storage.append(ok))
+    ob.start()
+    ob.link_up(True)
+    ob.submit(Write(events=[event("selftest", {"trigger": "cli", "result": "ok"},
+                                  station="s", region="r", wall=time.time(),
+                                  clock_synced=True)]))
+    wait_for(lambda: Link.mids == 1, 5)
+    ob._store._conn.execute("PRAGMA query_only = ON")      # the disk turns read-only
+    ob.delivered(1)
+    wait_for(lambda: storage == [False], 5, what="storage fault")
+    ob._store._conn.execute("PRAGMA query_only = OFF")     # and recovers
+    wait_for(lambda: storage == [False, True], 5, what="storage recovered")
+    ob.stop()
+    with Store(path, readonly=True) as s:
+        assert s.outbox_count() == 0
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[str]:
+    """The state directory read-only: a read-only bind mount (root), else no write bits."""
+    if os.geteuid() == 0:
+        if not _mount("--bind", "-o", "ro", str(directory), str(directory)):
+            pytest.skip("cannot bind-mount read-only here")
+        try:
+            yield "read-only bind mount"
+        finally:
+            subprocess.run(["umount", str(directory)], capture_output=True)
+    else:
+        modes = {p: p.stat().st_mode for p in [directory, *directory.iterdir()]}
+        for p in modes:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        try:
+            yield "no write permission"
+        finally:
+            for p, m in modes.items():
+                p.chmod(m)
+
+
+def test_read_only_state_directory_at_start_still_alarms(broker, hq, tmp_path, harness,
+                                                         figures):
+    """Started with its state directory read-only (filesystem remounted read-only after
+    errors, files left owned by another user): the station must not refuse to run — a room
+    without its siren is the worst outcome. It runs on a temporary copy with a ``storage``
+    fault, resumes the stored alarms, alarms new complaints, and once the directory is
+    writable again a restart takes over what the copy recorded."""
+    d = Dispatch(hq, TOPIC)
+    cfg = station_config(tmp_path, broker.port)
+    env = {"RUNTIME_DIRECTORY": str(tmp_path / "run")}
+    state = tmp_path / "state"
+    st = harness(cfg, **env).start()
+    hq.wait_status(lambda doc: doc["state"] == "online")
+    d.send("ro-1", wait=True)
+    d.wait_alerted()
+    assert st.terminate() == 0
+
+    with read_only(state) as how:
+        st.start()
+        doc = hq.wait_status(lambda doc: doc["state"] == "online" and "storage" in doc["faults"],
+                             timeout=15)
+        assert doc["alarms"]["active"] == 1 and doc["outputs"]["beacon"]   # resumed
+        assert st.pins()["beacon"]
+        d.send("ro-2", priority="emergency", wait=True)
+        d.wait_alerted()
+        wait_for(lambda: st.pins()["siren"], 2, what="siren for a complaint, disk read-only")
+        st.press()
+        d.wait_acked()
+        assert st.terminate() == 0
+    st.start()                                            # repaired: a normal start
+    doc = hq.wait_status(lambda doc: doc["state"] == "online" and "storage" not in doc["faults"]
+                         and doc["boot_id"] != "", timeout=15)
+    time.sleep(0.5)
+    assert not st.pins()["beacon"]                        # the acks made meanwhile were kept
+    d.send("ro-1", wait=True)                             # re-sent by HQ: a duplicate
+    time.sleep(0.3)
+    assert not st.pins()["beacon"]
+    with Store(state / "state.db", readonly=True) as store:
+        assert {r.complaint_id: r.state for r in store.history()} == {"ro-1": "acked",
+                                                                      "ro-2": "acked"}
+    v = d.verdict()
+    assert_clean(v, acked=2)
+    figures.record(f"state directory read-only at start ({how})", complaints=2, presses=1,
+                   lost=v["lost"], doubled=v["doubled"], crashes=0,
+                   exit_code_before_fix=74, ran_with_storage_fault=1)
+
+
+def test_unreadable_state_database_starts_empty_and_asks_hq_to_resend(broker, hq, tmp_path,
+                                                                       start_station,
+                                                                       monkeypatch):
+    """Nothing of the database can be read (here: the path is a directory): the station
+    alarms on an empty temporary database, loudly — ``storage`` fault and a
+    ``resync_request`` so HQ re-sends every unacknowledged complaint."""
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "run"))
+    (tmp_path / "state" / "state.db").mkdir(parents=True)
+    s = start_station(station_config(tmp_path, broker.port))
+    hq.wait_status(lambda doc: doc["state"] == "online" and "storage" in doc["faults"])
+    req = hq.wait_event("resync_request")[0]
+    assert req["seq"] >= 1
+    d = Dispatch(hq, TOPIC)
+    d.send("ur-1", wait=True)
+    d.wait_alerted()
+    assert s.relay_on("beacon")
