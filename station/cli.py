@@ -131,6 +131,57 @@ def _open_readonly(args: argparse.Namespace) -> Any:
     return Store(config.storage.path, readonly=True)
 
 
+def cmd_quarantine_db(args: argparse.Namespace) -> int:
+    """Move a corrupt state database aside and prepare a fresh one that asks HQ to re-send."""
+    from .store import CorruptDatabase, Store
+    config = load(args)
+    path = config.storage.path
+    if not path.exists():
+        print(f"{path}: no state database here; nothing to do", file=sys.stderr)
+        return EX_FAIL
+    try:
+        with Store(path, readonly=True):
+            problem = None
+    except CorruptDatabase as e:
+        problem = str(e)
+    except StorageError as e:
+        problem = str(e)
+    if problem is None and not args.force:
+        print(f"{path}: the database is healthy; not moved (--force moves it anyway)",
+              file=sys.stderr)
+        return EX_FAIL
+    counters = _salvage_counters(path)
+    moved = Store.quarantine(path)
+    with Store(path) as fresh:
+        for key, value in counters.items():
+            fresh.set_meta(key, value)
+        fresh.set_meta("resync_pending", "1")
+    print(f"moved {path} aside to {moved} (kept for audit)")
+    if problem:
+        print(f"  it was: {problem.split(';')[0]}")
+    kept = ", ".join(f"{k} {v}" for k, v in counters.items()) or "none (unreadable)"
+    print(f"new database {path}: counters carried over: {kept}; on its first connection the "
+          "station sends resync_request so HQ re-sends every unacknowledged complaint "
+          "(they alarm again: the room must hear them)")
+    return EX_OK
+
+
+def _salvage_counters(path: Path) -> dict[str, str]:
+    """``seq`` and ``session`` from a damaged database, if SQLite can still read them, so HQ
+    sees the event counter continue rather than restart at 1."""
+    import sqlite3
+    try:
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            rows = conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('seq', 'session')").fetchall()
+        finally:
+            conn.close()
+        return {str(k): str(int(v)) for k, v in rows}
+    except (sqlite3.Error, ValueError, TypeError):
+        return {}
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     with _open_readonly(args) as store:
         now = time.time()
@@ -233,6 +284,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "history": ("alarm and acknowledgment history, newest first", cmd_history),
     "outputs-off": ("force siren and beacon relays off (systemd ExecStopPost)", cmd_outputs_off),
     "send-complaint": ("publish a complaint as HQ would; prints its id", cmd_send_complaint),
+    "quarantine-db": ("move a corrupt state database aside; the station then starts fresh and "
+                      "asks HQ to re-send unacknowledged complaints", cmd_quarantine_db),
 }
 
 
@@ -277,9 +330,15 @@ def _send_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=0.0, help="complaints per second (0: fast)")
 
 
+def _quarantine_args(p: argparse.ArgumentParser) -> None:
+    _config_arg(p)
+    p.add_argument("--force", action="store_true",
+                   help="move the database aside even if it looks healthy")
+
+
 EXTRA_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "run": _run_args, "status": _list_args, "history": _list_args,
-    "send-complaint": _send_args,
+    "send-complaint": _send_args, "quarantine-db": _quarantine_args,
 }
 
 # Subcommands that live in their own module: name → (help, module). The module provides
@@ -317,6 +376,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_CONFIG
     except StorageError as e:
         print(f"state database unusable: {e}", file=sys.stderr)
+        from .store import CorruptDatabase
+        if isinstance(e, CorruptDatabase) and args.command != "quarantine-db":
+            config = getattr(args, "config", DEFAULT_CONFIG)
+            option = "" if config == DEFAULT_CONFIG else f" -c {config}"
+            print(f"recovery: systemctl stop polres-station; polres-station quarantine-db"
+                  f"{option}; systemctl start polres-station", file=sys.stderr)
         return EX_IOERR
     except HardwareError as e:
         print(f"GPIO: {e}", file=sys.stderr)

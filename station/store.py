@@ -35,8 +35,9 @@ ALARM_STATES = ("active", "acked")
 ACK_METHODS = ("button", "remote")
 SIDE_FILES = ("-wal", "-shm", "-journal")
 RECOVERY_HINT = (
-    "move it aside (`polres-station` will start a fresh database; the broker re-delivers "
-    "unacknowledged complaints) or restore a backup"
+    "stop the service, move it aside with `polres-station quarantine-db` (the station then "
+    "starts on a fresh database and asks HQ to re-send every unacknowledged complaint) and "
+    "start it again, or restore a backup"
 )
 
 # Schema migrations: entry i (0-based) takes the schema from version i to i + 1. Append only;
@@ -192,6 +193,7 @@ class Store:
         self.seen_ids_days = seen_ids_days
         self.outbox_max = outbox_max
         self.readonly = readonly
+        self._existed = not readonly and self.path.exists()
         self._conn = self._connect()
         try:
             self._setup(check)
@@ -285,6 +287,12 @@ class Store:
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             version = self._schema_version()  # re-read under the lock: another opener may win
             self._check_not_newer(version)
+            if version == 0 and self._existed:
+                # The file was there but holds no station data: truncated to nothing (a
+                # zero-length file after a power cut) or another program's database. Starting
+                # empty over it would forget every alarm without a word.
+                raise CorruptDatabase(self.path, "the file holds no station data: empty or "
+                                      "truncated, or not this station's database")
             for statements in MIGRATIONS[version:]:
                 for sql in statements:
                     conn.execute(sql)
