@@ -351,3 +351,78 @@ def test_unreadable_state_database_starts_empty_and_asks_hq_to_resend(broker, hq
     d.send("ur-1", wait=True)
     d.wait_alerted()
     assert s.relay_on("beacon")
+
+
+def _zero(db: Path) -> None:
+    os.truncate(db, 0)
+
+
+def _half(db: Path) -> None:
+    os.truncate(db, db.stat().st_size // 2)
+
+
+def _garbage_page(db: Path) -> None:
+    with open(db, "r+b") as f:        # page 3: a table's root page (a free page would do no
+        f.seek(2 * 4096)              # harm and quick_check rightly ignores it)
+        f.write(os.urandom(4096))
+
+
+def _not_a_database(db: Path) -> None:
+    db.write_bytes(os.urandom(db.stat().st_size))
+
+
+@pytest.mark.parametrize("damage", [_zero, _half, _garbage_page, _not_a_database],
+                         ids=["zero-length", "truncated", "garbage-page", "not-a-database"])
+def test_corrupt_database_refused_then_recovered(broker, hq, tmp_path, harness, figures,
+                                                 damage):
+    """A damaged database is never started over silently: ``run`` exits 74 naming the file
+    and the recovery command; ``quarantine-db`` moves it aside; the station then starts fresh,
+    asks HQ to re-send (``resync_request``), and the unacknowledged complaint alarms again."""
+    import sys
+    d = Dispatch(hq, TOPIC)
+    cfg = station_config(tmp_path, broker.port)
+    db = tmp_path / "state" / "state.db"
+    st = harness(cfg).start()
+    hq.wait_status(lambda doc: doc["state"] == "online")
+    d.send("cr-acked", wait=True)
+    d.wait_alerted()
+    st.press()
+    d.wait_acked()
+    d.send("cr-open", priority="urgent", wait=True)        # still sounding at the crash
+    d.wait_alerted()
+    # Filler so that a truncation cuts real pages (a small database fits in a few).
+    for i in range(150):
+        hq.command("status", cmd_id=f"fill-{i}")
+    hq.wait_event("cmd_result", cmd_id="fill-149")
+    assert st.terminate() == 0
+    for side in ("-wal", "-shm"):
+        assert not Path(f"{db}{side}").exists()             # a clean stop checkpoints
+    damage(db)
+
+    cli = [sys.executable, "-m", "station.cli"]
+    t0 = time.monotonic()
+    refused = subprocess.run([*cli, "run", "-c", str(cfg)], capture_output=True, text=True,
+                             timeout=30)
+    refuse_s = time.monotonic() - t0
+    assert refused.returncode == 74, refused.stderr
+    assert str(db) in refused.stderr and "quarantine-db" in refused.stderr
+    assert f"quarantine-db -c {cfg}" in refused.stderr
+    moved = subprocess.run([*cli, "quarantine-db", "-c", str(cfg)], capture_output=True,
+                           text=True, timeout=30)
+    assert moved.returncode == 0, moved.stderr
+    assert list(db.parent.glob("state.db.corrupt-*")), "kept for audit"
+
+    st.start()
+    hq.wait_event("resync_request", timeout=15)
+    d.answer_resyncs()                                      # HQ re-sends cr-open only
+    hq.wait_event("alerting", count=3, timeout=15)
+    wait_for(lambda: st.pins()["beacon"], 5, what="the open complaint alarms again")
+    st.press()
+    hq.wait_event("ack", count=2, timeout=15)
+    alerts = [e["complaint_id"] for e in hq.of_type("alerting")]
+    assert sorted(alerts) == ["cr-acked", "cr-open", "cr-open"]
+    figures.record(f"corrupt database ({damage.__name__.strip('_')})", exit_code=74,
+                   refused_after_s=round(refuse_s, 1), silent_empty_starts=0,
+                   unacked_alarmed_again=alerts.count("cr-open") - 1,
+                   acked_alarmed_again=alerts.count("cr-acked") - 1,
+                   resync_requests=len(hq.of_type("resync_request")))
