@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
@@ -193,7 +195,7 @@ class Store:
         self.seen_ids_days = seen_ids_days
         self.outbox_max = outbox_max
         self.readonly = readonly
-        self._existed = not readonly and self.path.exists()
+        self._found_empty = False
         self._conn = self._connect()
         try:
             self._setup(check)
@@ -211,11 +213,36 @@ class Store:
                 uri = self.path.resolve().as_uri() + "?mode=ro"
                 return self._open(uri, uri=True)
             self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+            if not self.path.exists():
+                self._create_empty()
+            self._found_empty = self.path.stat().st_size == 0
             return self._open(str(self.path), uri=False)
         except (OSError, sqlite3.Error) as exc:
             if isinstance(exc, StorageError):
                 raise
             raise StorageError(f"{self.path}: cannot open the state database: {exc}") from exc
+
+    def _create_empty(self) -> None:
+        """Create the file atomically (built aside, then linked into place), so a database
+        this class creates is never zero-length, even for an instant: a zero-length file
+        can then only be a truncated one (refused in :meth:`_migrate`)."""
+        tmp = self.path.with_name(f".{self.path.name}.new-{uuid.uuid4().hex[:12]}")
+        try:
+            conn = sqlite3.connect(str(tmp))
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")     # writes the header page
+            finally:
+                conn.close()
+            try:
+                os.link(tmp, self.path)                        # never replaces a file
+            except FileExistsError:
+                pass                                           # a concurrent opener won
+            except OSError:                                    # no hard links here
+                if not self.path.exists():
+                    os.replace(tmp, self.path)
+        finally:
+            for suffix in ("", *SIDE_FILES):
+                Path(f"{tmp}{suffix}").unlink(missing_ok=True)
 
     @staticmethod
     def _open(target: str, *, uri: bool) -> sqlite3.Connection:
@@ -287,12 +314,10 @@ class Store:
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             version = self._schema_version()  # re-read under the lock: another opener may win
             self._check_not_newer(version)
-            if version == 0 and self._existed:
-                # The file was there but holds no station data: truncated to nothing (a
-                # zero-length file after a power cut) or another program's database. Starting
+            if version == 0 and self._found_empty:
+                # Truncated to nothing (a zero-length file after a power cut): starting
                 # empty over it would forget every alarm without a word.
-                raise CorruptDatabase(self.path, "the file holds no station data: empty or "
-                                      "truncated, or not this station's database")
+                raise CorruptDatabase(self.path, "the file is empty (zero bytes): truncated")
             for statements in MIGRATIONS[version:]:
                 for sql in statements:
                     conn.execute(sql)
