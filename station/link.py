@@ -44,6 +44,7 @@ class Inbound:
     mid: int
     generation: int                   # the connection it arrived on (acks are per connection)
     received_at: float                # monotonic
+    error: str | None = None          # it could not be read: the service refuses it
 
 
 @dataclass(frozen=True)
@@ -271,11 +272,20 @@ class Link:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            topic: str | None = msg.topic
-        except UnicodeDecodeError:
-            topic = None
-        self._sink(Inbound(topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid,
-                           self._generation, self._clock()))
+            try:
+                topic: str | None = msg.topic
+            except UnicodeDecodeError:
+                topic = None
+            item = Inbound(topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid,
+                           self._generation, self._clock())
+        except Exception as e:  # noqa: BLE001 — refuse it rather than hold it unacknowledged
+            # Left without a PUBACK it would hold one of the broker's in-flight slots until
+            # the next reconnect: a few such messages and no complaint reaches the room.
+            log.exception("cannot read message mid=%s from the broker; refusing it", msg.mid)
+            item = Inbound(None, _raw_payload(msg), int(msg.qos), False, int(msg.mid),
+                           self._generation, time.monotonic(),
+                           error=f"{type(e).__name__}: {e}"[:120])
+        self._sink(item)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
@@ -316,6 +326,13 @@ class Link:
             # complaints at every process start.
             kwargs = {"clean_start": False, "properties": props}
         self._client.connect_async(address.host, address.port, self.broker.keepalive, **kwargs)
+
+
+def _raw_payload(msg: Any) -> bytes:
+    try:
+        return bytes(msg.payload)
+    except Exception:  # noqa: BLE001
+        return b""
 
 
 def _str(path: Any) -> str | None:

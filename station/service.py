@@ -260,7 +260,9 @@ class Station:
                 item.reply(ok, detail)
 
     def _inbound(self, msg: Inbound, now: float) -> None:
-        if msg.topic == self.topics.complaints:
+        if msg.error is not None:
+            self._reject(msg, RejectReason.MALFORMED, f"internal error: {msg.error}")
+        elif msg.topic == self.topics.complaints:
             self._complaint(msg, now)
         elif msg.topic == self.topics.cmd:
             self._remote_command(msg, now)
