@@ -117,6 +117,7 @@ class Link:
         self.session = 0
         self._stopping = False
         self._connected = threading.Event()
+        self._thread: threading.Thread | None = None
         self._client = self._make_client(client_id)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -153,6 +154,7 @@ class Link:
         """Connect in the background (never blocks on the network) and keep reconnecting."""
         self._connect_async(self._addresses[0])
         self._client.loop_start()
+        self._thread = self._client._thread        # paho forgets it when the thread ends
 
     def stop(self, final: tuple[str, bytes] | None = None, timeout: float = 2.0) -> None:
         """Publish ``final`` (topic, payload; retained) if connected, disconnect, stop."""
@@ -162,6 +164,7 @@ class Link:
             while not info.is_published() and time.monotonic() < deadline and self.connected:
                 time.sleep(0.01)
         self._stopping = True
+        self._thread = None
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
@@ -169,6 +172,12 @@ class Link:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def alive(self) -> bool:
+        """False once paho's network thread has died (an exception inside paho itself: it
+        dies silently and ``connected`` stays True, FIELD-NOTES)."""
+        return self._thread is None or self._thread.is_alive()
 
     @property
     def generation(self) -> int:

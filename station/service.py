@@ -223,6 +223,7 @@ class Station:
         deadline = self.machine.next_deadline()
         if deadline is not None and now >= deadline:
             self._decide(Tick(), now)
+        self._check_link(now)
         if self._heartbeat.due(now):
             self._check_clock(now)
             self._status_dirty = True
@@ -467,6 +468,17 @@ class Station:
             outbox_pending=self.outbox.pending, faults=list(m.faults),
             host=host_figures(self.config.storage.path.parent, self._synced),
             active=m.active_alarms(now))
+
+    def _check_link(self, now: float) -> None:
+        """Progress for the watchdog only while paho's network thread lives: when it has died
+        no complaint can arrive, and systemd's watchdog restarts the service."""
+        assert self.machine is not None
+        if self.link is None or self.link.alive:
+            self._on_progress("link")
+        elif "mqtt_thread" not in self.machine.faults:
+            log.error("the MQTT network thread died: no complaint can reach this station; "
+                      "the service watchdog will restart it")
+            self._decide(FaultChange("mqtt_thread", True, "MQTT network thread died"), now)
 
     def _check_clock(self, now: float) -> None:
         synced = self._synced_probe()
