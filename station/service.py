@@ -257,6 +257,8 @@ class Station:
             self._inbound(item, now)
         elif isinstance(item, (ButtonEdge, FeedbackEdge, FaultChange)):
             self._decide(item, now)
+            if isinstance(item, FaultChange) and item.fault == "storage" and item.active:
+                self._resync_after_storage_failure()
         elif isinstance(item, Delivered):
             assert self.outbox is not None
             self.outbox.delivered(item.mid)
@@ -456,6 +458,15 @@ class Station:
                 "since": rfc3339(float(since)) if since else None}))
         self._write(Write(events=events, meta=meta))
         self.publish_status(self._clock())
+
+    def _resync_after_storage_failure(self) -> None:
+        """The disk refuses writes: alarms now live only in memory and their complaints are
+        PUBACKed, so a crash before the disk recovers would forget them and the broker would
+        not re-deliver them. Ask HQ to re-send what is unacknowledged: in this process the
+        re-sends are duplicates; after such a crash the new process — hitting the same full
+        disk — asks again and the forgotten alarms sound again."""
+        log.warning("storage failed: asking HQ to re-send unacknowledged complaints")
+        self._write(Write(events=[self._envelope(EventType.RESYNC_REQUEST, {"since": None})]))
 
     def publish_status(self, now: float) -> None:
         """Publish the retained status now (birth, heartbeat, change, ``status`` command)."""
