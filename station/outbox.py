@@ -27,6 +27,7 @@ log = logging.getLogger("station.outbox")
 
 GROUP_MAX = 256          # jobs per transaction
 RETRY_S = 5.0            # storage retry period while the disk is failing
+SEQ_JUMP = 1_000_000     # seq skipped when storage fails from a process's first write
 PRUNE_EVERY_S = 3600.0   # forget complaint ids older than alarm.seen_ids_days this often
 
 
@@ -91,6 +92,7 @@ class Outbox:
         self._mem_rows: list[OutboxRow] = []       # events numbered while storage failed
         self._undeleted: list[int] = []            # confirmed while storage failed
         self._mem_seq = 0
+        self._stored_once = False                  # a write of this process reached the disk
         self._next_retry = 0.0
         self.pending = 0                           # events not yet confirmed (for status)
         self.idle = threading.Event()
@@ -172,15 +174,28 @@ class Outbox:
             if not self._storage_ok:
                 raise StorageError("earlier writes still unsaved")
             rows = self._store.commit(seen=seen, alarms=alarms, events=events)
-            for w in writes:
-                for key, value in w.meta.items():
-                    self._store.set_meta(key, value)
         except StorageError as e:
+            if not self._stored_once and self._storage_ok:
+                # Failing from this process's first write: the process before may have
+                # crashed sending from memory with the numbers after the stored counter.
+                # Never reuse one (HQ would miss a gap): jump, and say so.
+                self._mem_seq += SEQ_JUMP
+                log.warning("storage failing from the start: events numbered from memory "
+                            "continue at seq %d", self._mem_seq + 1)
             rows = self._memory_rows(events)
             self._unsaved.extend(writes)
             self._storage_failed(str(e))
         except (ValueError, TypeError) as e:   # a value that cannot be serialised: a bug
             rows = self._commit_each(writes, e)
+        else:
+            self._stored_once = True
+            meta = {k: v for w in writes for k, v in w.meta.items()}
+            try:
+                for key, value in meta.items():
+                    self._store.set_meta(key, value)
+            except StorageError as e:       # the events are stored: keep their seq
+                self._unsaved.append(Write(meta=meta))
+                self._storage_failed(str(e))
         self._mem_seq = max([self._mem_seq] + [r.seq for r in rows])
         self.pending += len(rows)
         # Events before PUBACKs: a PUBACK followed by a publish waits out the broker's
