@@ -13,7 +13,8 @@ Invariants, after every restart and at the end:
   ``outputs``), ``polres-station status --json``, HQ's view (alerted − acked) and the relay
   pins all agree.
 
-``FAULT_KILL_ITERATIONS`` (default 20) and ``FAULT_SEED`` (default 110) change the run.
+``FAULT_KILL_ITERATIONS`` (default 20), ``FAULT_SEED`` (default 110) and ``FAULT_PROTOCOL``
+(``5`` or ``3.1.1``) change the run.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from station.store import Store
 TOPIC = f"{ROOT}/region/{REGION}/complaints"
 ITERATIONS = int(os.environ.get("FAULT_KILL_ITERATIONS", "20"))
 SEED = int(os.environ.get("FAULT_SEED", "110"))
+PROTOCOL = os.environ.get("FAULT_PROTOCOL", "5")
 BURST = 500
 
 
@@ -135,7 +137,7 @@ class Run:
 
 @pytest.mark.slow
 def test_sigkill_during_bursts(broker, hq, tmp_path, harness, figures):
-    cfg = station_config(tmp_path, broker.port)
+    cfg = station_config(tmp_path, broker.port, protocol=PROTOCOL)
     station = harness(cfg).start()
     hq.wait_status(lambda d: d["state"] == "online")
     d = Dispatch(hq, TOPIC)
@@ -185,7 +187,7 @@ def test_sigkill_during_bursts(broker, hq, tmp_path, harness, figures):
         kills=run.counts["kills"], consistency_checks=run.counts["consistency_checks"],
         lost=len(lost), doubled=len(doubled), unacked=len(unacked), crashes=crashes,
         events=len(seqs), seq_gaps=len(seq_problems(events)),
-        resent_events=resends(events), seed=SEED,
+        resent_events=resends(events), seed=SEED, protocol=PROTOCOL,
         seconds=round(time.monotonic() - started, 1))
     assert not lost and not doubled and not unacked
     assert seqs == list(range(1, len(seqs) + 1))

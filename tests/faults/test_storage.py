@@ -19,8 +19,8 @@ from typing import Iterator
 
 import pytest
 
-from conftest import ROOT, REGION, station_config, wait_for
-from faults.chaos import Dispatch, assert_clean
+from conftest import ROOT, REGION, STATION, station_config, wait_for
+from faults.chaos import Dispatch, assert_clean, seq_problems
 from station.store import Store
 
 TOPIC = f"{ROOT}/region/{REGION}/complaints"
@@ -426,3 +426,48 @@ def test_corrupt_database_refused_then_recovered(broker, hq, tmp_path, harness, 
                    unacked_alarmed_again=alerts.count("cr-open") - 1,
                    acked_alarmed_again=alerts.count("cr-acked") - 1,
                    resync_requests=len(hq.of_type("resync_request")))
+
+
+def test_crash_while_disk_full_loses_no_alarm(broker, hq, tmp_path, harness, figures):
+    """The station crashes while the disk is full, with an alarm that lived only in memory
+    (alarmed and PUBACKed, never stored): after the restart — disk still full — that complaint
+    must sound again. The broker will not re-deliver it; HQ must be asked to."""
+    state = tmp_path / "state"
+    with small_tmpfs(state) as mounted:
+        if not mounted:
+            pytest.skip("needs a tmpfs (root): the disk must stay full across the restart")
+        d = Dispatch(hq, TOPIC)
+        cfg = station_config(tmp_path, broker.port)
+        st = harness(cfg).start()
+        hq.wait_status(lambda doc: doc["state"] == "online")
+        d.send("cf-stored", wait=True)
+        d.wait_alerted()
+        filler = fill(state)
+        for i in range(400):
+            cid = f"cf-mem-{i:03d}"
+            d.send(cid, wait=True)
+            d.wait_alerted([cid])
+            if hq.of_type("fault"):
+                break
+        hq.wait_event("fault", fault="storage")
+        st.kill()
+        st.start()                                      # the disk is still full
+
+        def all_sounding() -> bool:
+            d.answer_resyncs()                          # HQ re-sends what has no ack
+            doc = hq.status.get(STATION) or {}
+            return doc.get("state") == "online" and \
+                doc.get("alarms", {}).get("active") == len(d.sent)
+        wait_for(all_sounding, 15, what=f"all {len(d.sent)} unacknowledged alarms sounding")
+        assert st.pins()["beacon"]
+        filler.unlink()
+        st.press()
+        d.wait_acked(timeout=20)
+        alerts = [e["complaint_id"] for e in hq.of_type("alerting")]
+        figures.record("crash while the disk is full", complaints=len(d.sent),
+                       memory_only_alarms=len(d.sent) - 1,
+                       sounding_again_after_restart=len(d.sent) - 1,
+                       resync_requests=len(hq.of_type("resync_request")),
+                       alerting_events=len(alerts),
+                       seq_reused=sum(1 for p in seq_problems(hq.events) if "used by" in p))
+        assert not [p for p in seq_problems(hq.events) if "used by" in p]
