@@ -165,7 +165,24 @@ class _Amqtt:
     def stop(self) -> None:
         broker, self._broker = self._broker, None
         if broker is not None:
-            self._run(broker.shutdown())
+            self._run(self._shutdown(broker), timeout=15.0)
+
+    async def _shutdown(self, broker: Any) -> None:
+        """amqtt's shutdown sometimes waits forever on a client handler: give it 5 s, then
+        close the listeners and cancel the handlers, so the port is free for ``start()``."""
+        try:
+            await asyncio.wait_for(broker.shutdown(), 5.0)
+            return
+        except (asyncio.TimeoutError, Exception) as e:  # noqa: BLE001 — a demo broker
+            logging.getLogger("station.demo").warning("amqtt shutdown stuck (%r); forcing", e)
+        for server in list(getattr(broker, "_servers", {}).values()):
+            instance = getattr(server, "instance", None)
+            if instance is not None:
+                instance.close()
+        me = asyncio.current_task()
+        for task in asyncio.all_tasks():
+            if task is not me:
+                task.cancel()
 
     def close(self) -> None:
         self.stop()
