@@ -1,0 +1,983 @@
+#!/usr/bin/env python3
+"""Station benchmarks (SPEC §7, issue 6): how fast the siren answers, how little it costs.
+
+    .venv/bin/python bench/run.py            # full run (~7 min): bench/results.json + table
+    .venv/bin/python bench/run.py --quick    # seconds, fewer samples (the test suite runs this)
+
+Everything runs on loopback against a mosquitto this script starts itself, once with the
+broker's ``set_tcp_nodelay false`` (mosquitto's default) and once with ``true``. Per setting:
+
+* floor — a bare paho client (``procs.py echo``) republishing topic A → topic B, QoS 1. HQ's
+  side is two default paho clients, *dispatch* (publishes) and *desk* (subscribes), the same
+  two for the floor and for the station, so the difference is the station alone.
+* the station — the real ``Station`` in a process of its own (``procs.py station``) on
+  gpiozero's MockFactory; the relay probe is the siren MockPin's own state-change timestamp
+  (``time.monotonic()`` taken in ``MockPin._change_state``, system-wide clock). Per round:
+  floor sample; complaint → siren relay on and → ``alerting`` at the desk; button
+  ``drive_low()`` → ``ack`` at the desk; release; a SQLite commit (WAL, synchronous=FULL) on the
+  station's filesystem as the disk's own floor. Floor and station samples are interleaved so the
+  noise of a shared machine falls on both.
+* burst of 1,000 complaints to the region: rate (first publish → last ``alerting``), lost,
+  alarmed twice; then one press acknowledges all.
+* ``polres-station run`` as a real subprocess: start → retained status ``online`` at the desk
+  (several starts, slowest reported), then idle RSS and CPU over 60 s (default setting only).
+* broker restart (SIGTERM, start again; persistence on so the station's session survives): a
+  complaint published as soon as the broker accepts again is queued for the station; time from
+  "broker accepting" to the siren relay on.
+* memory (default setting only): station RSS before/after 100,000 complaints, each batch of
+  1,000 acknowledged by one press.
+
+Results: ``bench/results.json`` (``--out``; a ``--quick`` run defaults elsewhere). Plain keys are the default broker setting
+(``set_tcp_nodelay false``); ``nodelay_false`` / ``nodelay_true`` hold each setting's figures.
+A full run also refreshes the table in docs/PERFORMANCE.md (between its bench markers).
+No figure is asserted here: the table says pass/miss against the SPEC §7 targets.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import pwd
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(REPO), str(HERE)]
+
+import paho.mqtt.client as mqtt  # noqa: E402
+import yaml  # noqa: E402
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+from paho.mqtt.properties import Properties  # noqa: E402
+
+from procs import proc_status  # noqa: E402
+from station.clients import make_client  # noqa: E402
+from station.protocol import complaint_payload  # noqa: E402
+from station import service as station_service  # noqa: E402
+
+# A complaint must meet an idle station, as in a real room: no status publish pending, and the
+# status coalescing window (≤ 10 per second) expired, so its status goes out as it would live.
+STATUS_GAP_S = getattr(station_service, "STATUS_MIN_GAP_S", 0.1)
+STATUS_SETTLE_S = getattr(station_service, "STATUS_SETTLE_S", 0.0)
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+ROOT = "polri/110"
+REGION, STATION = "bench-region", "bench-station"            # the in-process station
+PROC_REGION, PROC_STATION = "bench-idle", "bench-proc"       # the `polres-station run` one
+FLOOR_A, FLOOR_B = "bench/floor/a", "bench/floor/b"
+COMPLAINTS = f"{ROOT}/region/{REGION}/complaints"
+PRIORITIES = ("emergency", "urgent", "normal")
+SUMMARY = ("Pelapor melihat dua orang mencurigakan mencoba membuka paksa pintu rumah "
+           "tetangga di Jl. Merdeka, mohon segera dikirim petugas.")
+BOUNCE_MS = 50           # the station's default ack_button.bounce_ms (SPEC §3.2)
+PRESS_DELAY_S = 0.0      # complaint → button press
+QUIET_MARGIN_S = 0.005
+TIMEOUT_S = 30.0
+
+KEYS = ("floor_p99_ms", "relay_p99_ms", "alerting_p99_ms", "ack_p99_ms", "burst_rate_per_s",
+        "burst_lost", "burst_double", "idle_rss_mb", "idle_cpu_pct", "startup_s",
+        "reconnect_s", "mem_growth_mb")
+
+
+@dataclass(frozen=True)
+class Plan:
+    samples: int          # latency rounds recorded (each: floor, relay, alerting, ack, disk)
+    warmup: int           # rounds before recording
+    burst: int
+    startups: int         # `polres-station run` starts timed
+    idle_s: float
+    settle_s: float       # after start, before the idle window
+    reconnects: int       # broker restarts
+    mem_total: int        # complaints in the memory phase
+    mem_batch: int
+
+
+FULL = Plan(samples=1000, warmup=5, burst=1000, startups=5, idle_s=60.0, settle_s=2.0,
+            reconnects=5, mem_total=100_000, mem_batch=2500)
+QUICK = Plan(samples=50, warmup=5, burst=1000, startups=2, idle_s=5.0, settle_s=1.0,
+             reconnects=1, mem_total=2_000, mem_batch=500)
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def mono() -> float:
+    return time.monotonic()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    s = sorted(values)
+    return s[max(0, math.ceil(q * len(s)) - 1)]
+
+
+def summary(name: str, values_s: list[float]) -> dict[str, Any]:
+    ms = [v * 1000 for v in values_s]
+    if not ms:
+        return {f"{name}_{k}_ms": None for k in ("p50", "p90", "p99", "max")} | {
+            f"{name}_n": 0}
+    return {f"{name}_p50_ms": round(pct(ms, 0.50), 3), f"{name}_p90_ms": round(pct(ms, 0.90), 3),
+            f"{name}_p99_ms": round(pct(ms, 0.99), 3), f"{name}_max_ms": round(max(ms), 3),
+            f"{name}_n": len(ms)}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --- the broker -----------------------------------------------------------------------------
+
+class Broker:
+    """A mosquitto of the benchmark's own on a free loopback port."""
+
+    def __init__(self, workdir: Path, *, nodelay: bool) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text("\n".join([
+            f"listener {self.port} 127.0.0.1", "allow_anonymous true",
+            # persistence (saved at exit only) so the station's session survives a restart
+            "persistence true", f"persistence_location {workdir}/", "autosave_interval 0",
+            f"set_tcp_nodelay {'true' if nodelay else 'false'}",
+            # mosquitto's default 1000 would make a full queue look like a station loss
+            "max_queued_messages 10000",
+            "log_dest stderr", "log_type error", "log_type warning",
+            # as root mosquitto would drop to user `mosquitto`, who cannot write the workdir
+            f"user {pwd.getpwuid(os.getuid()).pw_name}"]) + "\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log = open(workdir / "mosquitto.log", "ab")
+
+    def start(self) -> float:
+        """Start; return the monotonic time it first accepted a connection."""
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
+                                     stdout=subprocess.DEVNULL, stderr=self._log)
+        deadline = mono() + 10
+        while mono() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return mono()
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise BenchError(f"mosquitto exited (see {self.workdir}/mosquitto.log)")
+                time.sleep(0.002)
+        raise BenchError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def mosquitto_version() -> str:
+    out = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True).stdout
+    m = re.search(r"mosquitto version (\S+)", out)
+    return m.group(1) if m else "unknown"
+
+
+# --- HQ: dispatch (publishes) and the desk (subscribes) -------------------------------------
+
+def _connect(client: mqtt.Client, port: int, **kwargs: Any) -> None:
+    client.reconnect_delay_set(0.05, 0.5)
+    client.connect("127.0.0.1", port, keepalive=30, **kwargs)
+    client.loop_start()
+    deadline = mono() + 10
+    while not client.is_connected():
+        if mono() > deadline:
+            raise BenchError("HQ client did not connect")
+        time.sleep(0.005)
+
+
+class Desk:
+    """HQ's receiving side: events and status of every station, and the floor's topic B.
+
+    Persistent session (the broker queues events for it across a broker restart). Records the
+    monotonic receive time of the first ``alerting``/``ack`` per complaint id, counts repeats,
+    every status document, and the ``seq`` numbers per station (gap check).
+    """
+
+    def __init__(self, port: int) -> None:
+        self.cond = threading.Condition()
+        self.floor: dict[str, float] = {}
+        self.first: dict[str, dict[str, float]] = {"alerting": {}, "ack": {}}
+        self.repeats: dict[str, dict[str, int]] = {"alerting": defaultdict(int),
+                                                   "ack": defaultdict(int)}
+        self.counts: dict[tuple[str, str], int] = defaultdict(int)   # (type, id prefix)
+        self.status: list[tuple[float, str, dict[str, Any]]] = []
+        self.seqs: dict[str, list[int]] = defaultdict(list)
+        self.client = make_client(client_id=f"bench-desk-{port}")
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, r, p: c.subscribe(
+            [(f"{ROOT}/station/+/events", 1), (f"{ROOT}/station/+/status", 1), (FLOOR_B, 1)])
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 600
+        _connect(self.client, port, clean_start=False, properties=props)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        t = mono()
+        try:
+            doc = json.loads(msg.payload)
+        except ValueError:
+            return
+        topic = msg.topic
+        with self.cond:
+            if topic == FLOOR_B:
+                self.floor[doc["id"]] = t
+            elif topic.endswith("/events"):
+                self.seqs[doc.get("station", "?")].append(doc.get("seq", -1))
+                kind, cid = doc.get("type"), doc.get("complaint_id")
+                if kind in self.first and cid is not None:
+                    if cid in self.first[kind]:
+                        self.repeats[kind][cid] += 1
+                    else:
+                        self.first[kind][cid] = t
+                        self.counts[(kind, cid.rsplit("-", 1)[0])] += 1
+            elif topic.endswith("/status"):
+                self.status.append((t, topic.split("/")[-2], doc))
+            self.cond.notify_all()
+
+    def wait(self, predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT_S) -> Any:
+        with self.cond:
+            value = self.cond.wait_for(predicate, timeout)
+        if not value:
+            raise BenchError(f"timed out after {timeout:g} s waiting for {what}")
+        return value
+
+    def wait_first(self, kind: str, cid: str, timeout: float = TIMEOUT_S) -> float:
+        return self.wait(lambda: self.first[kind].get(cid), f"{kind} of {cid}", timeout)
+
+    def seq_check(self, station: str) -> dict[str, int]:
+        with self.cond:
+            seqs = [s for s in self.seqs.get(station, []) if s >= 0]
+        if not seqs:
+            return {"events": 0, "seq_gaps": 0, "seq_repeats": 0}
+        unique = set(seqs)
+        return {"events": len(seqs), "seq_gaps": max(unique) - min(unique) + 1 - len(unique),
+                "seq_repeats": len(seqs) - len(unique)}
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Dispatch:
+    def __init__(self, port: int) -> None:
+        self.client = make_client(client_id=f"bench-dispatch-{port}")
+        _connect(self.client, port)
+
+    def publish(self, topic: str, payload: bytes) -> float:
+        """Publish QoS 1 without waiting; returns the monotonic time just before."""
+        t = mono()
+        self.client.publish(topic, payload, qos=1)
+        return t
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def complaint(cid: str, priority: str = "normal") -> bytes:
+    return complaint_payload(complaint_id=cid, region=REGION, priority=priority,
+                             category="kejahatan", summary=SUMMARY,
+                             reported_at=datetime.now(timezone.utc).strftime(
+                                 "%Y-%m-%dT%H:%M:%SZ"))
+
+
+# --- children -------------------------------------------------------------------------------
+
+class Child:
+    """A ``procs.py`` child process."""
+
+    def __init__(self, args: list[str], log_path: Path) -> None:
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "procs.py"), *args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._log, cwd=str(REPO),
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Host(Child):
+    """The in-process ``Station`` in its own process (see procs.py)."""
+
+    def __init__(self, config: Path, log_path: Path) -> None:
+        super().__init__(["station", "--config", str(config)], log_path)
+        hello = self._read(timeout=30)
+        if not hello.get("ready"):
+            raise BenchError(f"station host did not connect: {hello} (see {log_path})")
+        self.pid = int(hello["pid"])
+        self._relay_on: list[float] = []
+
+    def _read(self, timeout: float = TIMEOUT_S) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        box: list[bytes] = []
+        reader = threading.Thread(target=lambda: box.append(self.proc.stdout.readline()),
+                                  daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if not box or not box[0]:
+            raise BenchError("station host stopped answering (see its log)")
+        return json.loads(box[0])
+
+    def call(self, op: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"op": op}).encode() + b"\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def press(self) -> float:
+        return float(self.call("press")["t"])
+
+    def release(self) -> float:
+        return float(self.call("release")["t"])
+
+    def relay_on_after(self, t0: float, timeout: float = TIMEOUT_S) -> float:
+        """The first siren relay on-transition at or after ``t0``."""
+        deadline = mono() + timeout
+        while True:
+            self._relay_on += self.call("relay")["on"]
+            hits = [t for t in self._relay_on if t >= t0]
+            if hits:
+                self._relay_on = [t for t in self._relay_on if t > min(hits)]
+                return min(hits)
+            if mono() > deadline:
+                raise BenchError("siren relay did not switch on")
+            time.sleep(0.002)
+
+    def mem(self) -> dict[str, int]:
+        return self.call("mem")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.call("stop")
+                self.proc.wait(10)
+            except (BenchError, OSError, subprocess.TimeoutExpired):
+                pass
+        self.stop()
+
+
+class DiskProbe:
+    """One SQLite commit (WAL, synchronous=FULL) on the station's filesystem: the disk floor."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(path), isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = FULL")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, doc BLOB)")
+        self.row = complaint("disk-probe")
+
+    def sample(self) -> float:
+        t = mono()
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute("INSERT INTO t (doc) VALUES (?)", (self.row,))
+        self.conn.execute("COMMIT")
+        return mono() - t
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def station_yaml(path: Path, *, station: str, region: str, port: int, state: Path) -> Path:
+    """Production defaults (keepalive, reconnect back-off, heartbeat) with mock GPIO."""
+    doc = {
+        "station": {"id": station, "region": region},
+        "broker": {"host": "127.0.0.1", "port": port, "protocol": "5"},
+        "gpio": {"pin_factory": "mock",
+                 "siren": {"pin": 5, "active_high": False},
+                 "beacon": {"pin": 27, "active_high": True},
+                 "ack_button": {"pin": 22, "pull_up": True, "bounce_ms": BOUNCE_MS}},
+        "storage": {"path": str(state / "state.db")},
+        "logging": {"level": "INFO"},
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def station_command() -> list[str]:
+    script = Path(sys.executable).parent / "polres-station"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "station.cli"]
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time of all threads so far: per-thread schedstat (ns) summed."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+# --- one broker setting ---------------------------------------------------------------------
+
+class Run:
+    def __init__(self, workdir: Path, plan: Plan, nodelay: bool, *, full_extras: bool,
+                 press_delay: float = PRESS_DELAY_S,
+                 only_latency: bool = False, dump: Path | None = None) -> None:
+        self.only_latency = only_latency
+        self.workdir = workdir
+        self.press_delay = press_delay
+        self.dump = dump
+        self.plan = plan
+        self.nodelay = nodelay
+        self.full_extras = full_extras          # idle + memory phases (default setting only)
+        self.r: dict[str, Any] = {"broker_set_tcp_nodelay": nodelay}
+        self.broker = Broker(workdir / "broker", nodelay=nodelay)
+        self.echo: Child | None = None
+        self.desk: Desk | None = None
+        self.dispatch: Dispatch | None = None
+        self.host: Host | None = None
+        self.disk = DiskProbe(workdir / "station" / "disk-probe.db")
+
+    def run(self) -> dict[str, Any]:
+        self.r["loadavg_before"] = [round(x, 2) for x in os.getloadavg()]
+        try:
+            self.broker.start()
+            self.echo = Child(["echo", "--port", str(self.broker.port), "--sub", FLOOR_A,
+                               "--pub", FLOOR_B], self.workdir / "echo.log")
+            self.desk = Desk(self.broker.port)
+            self.dispatch = Dispatch(self.broker.port)
+            self._wait_echo()
+            if not self.only_latency:
+                self.phase_startup()
+            t_host = mono()
+            self.host = Host(station_yaml(self.workdir / "station.yaml", station=STATION,
+                                          region=REGION, port=self.broker.port,
+                                          state=self.workdir / "station"),
+                             self.workdir / "station.log")
+            # "connected" is set before the broker has the SUBSCRIBE; the birth status goes
+            # after it on the same connection, so once the desk has it complaints arrive.
+            self.desk.wait(lambda: any(t >= t_host and st == STATION and doc.get("state") ==
+                                       "online" for t, st, doc in self.desk.status),
+                           "the station's birth status")
+            self.phase_latency()
+            if self.only_latency:
+                return self.r
+            self.phase_burst()
+            self.phase_reconnect()
+            if self.full_extras:
+                self.phase_memory()
+            self.r.update({f"events_{k}": v for k, v in self.desk.seq_check(STATION).items()})
+            self.r["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+        finally:
+            self.close()
+        return self.r
+
+    def close(self) -> None:
+        if self.host is not None:
+            self.host.close()
+        if self.echo is not None:
+            self.echo.stop()
+        for c in (self.dispatch, self.desk):
+            if c is not None:
+                c.close()
+        self.disk.close()
+        self.broker.stop()
+
+    def _wait_echo(self) -> None:
+        assert self.desk and self.dispatch
+        deadline = mono() + 10
+        while mono() < deadline:
+            self.floor_sample("warm", timeout=0.5, record=False)
+            if "warm" in self.desk.floor:
+                return
+        raise BenchError("the echo client does not answer")
+
+    # --- floor and latency rounds -----------------------------------------------------------
+
+    def floor_sample(self, fid: str, timeout: float = TIMEOUT_S, record: bool = True) -> float:
+        assert self.desk and self.dispatch
+        t0 = self.dispatch.publish(FLOOR_A, complaint(fid))
+        if not record:
+            with self.desk.cond:
+                self.desk.cond.wait_for(lambda: fid in self.desk.floor, timeout)
+            return 0.0
+        return self.desk.wait(lambda: self.desk.floor.get(fid), f"floor {fid}", timeout) - t0
+
+    def phase_latency(self) -> None:
+        assert self.desk and self.dispatch and self.host
+        plan, bounce = self.plan, BOUNCE_MS / 1000
+        floor, relay, alerting, ack, disk = [], [], [], [], []
+        log(f"latency: {plan.warmup} + {plan.samples} rounds")
+        # No collector pause in the measuring process between a t0 and its publish, or while
+        # the desk takes a receive time (the station's own process keeps its collector).
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        try:
+            self._rounds(floor, relay, alerting, ack, disk)
+        finally:
+            gc.enable()
+            gc.unfreeze()
+        if self.dump is not None:
+            self.dump.write_text(json.dumps({"floor": floor, "relay": relay,
+                                             "alerting": alerting, "ack": ack, "disk": disk}))
+        self.r.update(summary("floor", floor))
+        self.r.update(summary("relay", relay))
+        self.r.update(summary("alerting", alerting))
+        self.r.update(summary("ack", ack))
+        self.r.update(summary("ack_after_debounce", [a - bounce for a in ack]))
+        self.r.update(summary("disk_commit", disk))
+        self.r["ack_debounce_ms"] = BOUNCE_MS
+        relay_by = {p: [relay[i] for i in range(len(relay)) if (i + plan.warmup) % 3 == k]
+                    for k, p in enumerate(PRIORITIES)}
+        for p, values in relay_by.items():
+            self.r[f"relay_{p}_p99_ms"] = summary("x", values)["x_p99_ms"]
+
+    def _rounds(self, floor: list[float], relay: list[float], alerting: list[float],
+                ack: list[float], disk: list[float]) -> None:
+        assert self.desk and self.dispatch and self.host
+        plan, bounce = self.plan, BOUNCE_MS / 1000
+        for i in range(plan.warmup + plan.samples):
+            keep = i >= plan.warmup
+            cid = f"lat-{i}"
+            t0 = self.dispatch.publish(COMPLAINTS, complaint(cid, PRIORITIES[i % 3]))
+            t_alert = self.desk.wait_first("alerting", cid)
+            t_relay = self.host.relay_on_after(t0)
+            time.sleep(max(0.0, t0 + self.press_delay - mono()))
+            t_press = self.host.press()
+            t_ack = self.desk.wait_first("ack", cid)
+            t_release = self.host.release()
+            d = self.disk.sample()
+            # the release must be debounced (and its status due) before the floor sample and
+            # the next round; then wait for the station to be idle
+            time.sleep(max(0.0, t_release + bounce + STATUS_SETTLE_S + QUIET_MARGIN_S - mono()))
+            f = self.floor_sample(f"f-{i}")
+            self.wait_quiet()
+            if keep:
+                floor.append(f)
+                relay.append(t_relay - t0)
+                alerting.append(t_alert - t0)
+                ack.append(t_ack - t_press)
+                disk.append(d)
+
+    def wait_quiet(self) -> None:
+        """Until the station has published no status for longer than its coalescing gap."""
+        assert self.desk
+        while True:
+            with self.desk.cond:
+                last = max((t for t, st, _ in self.desk.status[-8:] if st == STATION),
+                           default=0.0)
+            wait = last + STATUS_GAP_S + QUIET_MARGIN_S - mono()
+            if wait <= 0:
+                return
+            time.sleep(wait)
+
+    # --- burst ------------------------------------------------------------------------------
+
+    def phase_burst(self) -> None:
+        assert self.desk and self.dispatch and self.host
+        n = self.plan.burst
+        log(f"burst of {n}")
+        payloads = [complaint(f"burst-{i}", "urgent") for i in range(n)]
+        t0 = mono()
+        for p in payloads:
+            self.dispatch.client.publish(COMPLAINTS, p, qos=1)
+        t_sent = mono()
+        key = ("alerting", "burst")
+        last, last_change = -1, mono()
+        while True:       # until all arrived, or nothing new for 5 s
+            with self.desk.cond:
+                self.desk.cond.wait_for(lambda: self.desk.counts[key] >= n, 0.5)
+                got = self.desk.counts[key]
+            if got >= n:
+                break
+            if got != last:
+                last, last_change = got, mono()
+            elif mono() - last_change > 5:
+                break
+        with self.desk.cond:
+            times = [t for cid, t in self.desk.first["alerting"].items()
+                     if cid.startswith("burst-")]
+            double = sum(v for cid, v in self.desk.repeats["alerting"].items()
+                         if cid.startswith("burst-"))
+        self.r["burst_n"] = n
+        self.r["burst_publish_s"] = round(t_sent - t0, 4)
+        self.r["burst_s"] = round(max(times) - t0, 4) if times else None
+        self.r["burst_rate_per_s"] = round(len(times) / (max(times) - t0), 1) if times else 0.0
+        self.r["burst_lost"] = n - len(times)
+        self.r["burst_double"] = double
+        t_press = self.host.press()
+        self.desk.wait(lambda: self.desk.counts[("ack", "burst")] >= len(times),
+                       "acks of the burst")
+        with self.desk.cond:
+            last_ack = max(t for cid, t in self.desk.first["ack"].items()
+                           if cid.startswith("burst-"))
+        self.r["burst_ack_all_ms"] = round((last_ack - t_press) * 1000, 1)
+        self.host.release()
+        time.sleep(BOUNCE_MS / 1000 + 0.05)
+
+    # --- broker restart ---------------------------------------------------------------------
+
+    def phase_reconnect(self) -> None:
+        assert self.desk and self.dispatch and self.host
+        log(f"broker restarts: {self.plan.reconnects}")
+        relay_s, alert_s, queued = [], [], 0
+        for k in range(self.plan.reconnects):
+            time.sleep(0.2)
+            self.broker.stop()
+            t_up = self.broker.start()
+            cid = f"rc-{k}"
+            pub = make_client(client_id=f"bench-restart-{k}")
+            try:
+                pub.connect("127.0.0.1", self.broker.port, keepalive=30)
+                pub.loop_start()
+                info = pub.publish(COMPLAINTS, complaint(cid, "emergency"), qos=1)
+                info.wait_for_publish(10)
+                queued += not self.host.call("connected")["connected"]
+            finally:
+                pub.disconnect()
+                pub.loop_stop()
+            relay_s.append(self.host.relay_on_after(t_up) - t_up)
+            alert_s.append(self.desk.wait_first("alerting", cid) - t_up)
+            self.host.press()
+            self.desk.wait_first("ack", cid)
+            self.host.release()
+            time.sleep(BOUNCE_MS / 1000 + 0.05)
+            for c in (self.desk.client, self.dispatch.client):
+                deadline = mono() + 10
+                while not c.is_connected() and mono() < deadline:
+                    time.sleep(0.01)
+        self.r["reconnect_s"] = round(max(relay_s), 3)
+        self.r["reconnect_p50_s"] = round(pct(relay_s, 0.5), 3)
+        self.r["reconnect_alerting_max_s"] = round(max(alert_s), 3)
+        self.r["reconnect_trials"] = len(relay_s)
+        self.r["reconnect_queued"] = queued
+
+    # --- the real process: start-up and idle ------------------------------------------------
+
+    def phase_startup(self) -> None:
+        assert self.desk
+        plan = self.plan
+        log(f"polres-station run: {plan.startups} starts"
+            + (f", idle {plan.idle_s:g} s" if self.full_extras else ""))
+        state = self.workdir / "proc-state"
+        cfg = station_yaml(self.workdir / "proc-station.yaml", station=PROC_STATION,
+                           region=PROC_REGION, port=self.broker.port, state=state)
+        boots: set[str] = set()
+        times: list[float] = []
+        logf = open(self.workdir / "proc-station.log", "ab")
+        for k in range(plan.startups):
+            keep = self.full_extras and k == plan.startups - 1
+            t0 = mono()
+            proc = subprocess.Popen([*station_command(), "run", "-c", str(cfg)],
+                                    stdout=logf, stderr=logf, cwd=str(self.workdir))
+            try:
+                def online() -> float | None:
+                    for t, st, doc in reversed(self.desk.status):
+                        if (t >= t0 and st == PROC_STATION and doc.get("state") == "online"
+                                and doc.get("boot_id") not in boots):
+                            boots.add(str(doc.get("boot_id")))
+                            return t
+                    return None
+                times.append(self.desk.wait(online, "status online", 30) - t0)
+                if keep:
+                    self._idle(proc.pid)
+            finally:
+                proc.terminate()
+                rc = proc.wait(15)
+            if rc != 0:
+                raise BenchError(f"polres-station run exited {rc} on SIGTERM")
+            time.sleep(0.2)
+        logf.close()
+        self.r["startup_s"] = round(max(times), 3)
+        self.r["startup_p50_s"] = round(pct(times, 0.5), 3)
+        self.r["startup_all_s"] = [round(t, 3) for t in times]
+
+    def _idle(self, pid: int) -> None:
+        time.sleep(self.plan.settle_s)
+        c0, w0 = cpu_ns(pid), mono()
+        rss: list[dict[str, int]] = []
+        while mono() < w0 + self.plan.idle_s:
+            time.sleep(min(1.0, max(0.0, w0 + self.plan.idle_s - mono())))
+            rss.append(proc_status(pid))
+        c1, w1 = cpu_ns(pid), mono()
+        self.r["idle_window_s"] = round(w1 - w0, 1)
+        self.r["idle_cpu_pct"] = round((c1 - c0) / 1e9 / (w1 - w0) * 100, 4)
+        self.r["idle_rss_mb"] = round(rss[-1]["VmRSS"] / 1024, 2)
+        self.r["idle_rss_max_mb"] = round(max(s["VmRSS"] for s in rss) / 1024, 2)
+        self.r["idle_rss_anon_mb"] = round(rss[-1]["RssAnon"] / 1024, 2)
+        self.r["idle_rss_file_mb"] = round(rss[-1]["RssFile"] / 1024, 2)
+
+    # --- memory over many complaints --------------------------------------------------------
+
+    def _batch(self, prefix: str, n: int) -> None:
+        assert self.desk and self.dispatch and self.host
+        for i in range(n):
+            self.dispatch.client.publish(COMPLAINTS, complaint(f"{prefix}-{i}",
+                                                               PRIORITIES[i % 3]), qos=1)
+        self.desk.wait(lambda: self.desk.counts[("alerting", prefix)] >= n,
+                       f"alerting of batch {prefix}")
+        self.host.press()
+        self.desk.wait(lambda: self.desk.counts[("ack", prefix)] >= n, f"acks of batch {prefix}")
+        self.host.release()
+        time.sleep(BOUNCE_MS / 1000 + 0.02)
+
+    def phase_memory(self) -> None:
+        assert self.host
+        plan = self.plan
+        batches = plan.mem_total // plan.mem_batch
+        log(f"memory: {batches} batches of {plan.mem_batch}")
+        self._batch("mwarm", plan.mem_batch)
+        before = self.host.mem()
+        trace = [before["rss_kb"]]
+        t0 = mono()
+        for b in range(batches):
+            self._batch(f"m{b}", plan.mem_batch)
+            if (b + 1) % max(1, batches // 10) == 0:
+                trace.append(self.host.mem()["rss_kb"])
+        elapsed = mono() - t0
+        after = self.host.mem()
+        self.r["mem_complaints"] = batches * plan.mem_batch
+        self.r["mem_before_mb"] = round(before["rss_kb"] / 1024, 2)
+        self.r["mem_after_mb"] = round(after["rss_kb"] / 1024, 2)
+        self.r["mem_growth_mb"] = round((after["rss_kb"] - before["rss_kb"]) / 1024, 2)
+        self.r["mem_peak_mb"] = round(after["hwm_kb"] / 1024, 2)
+        self.r["mem_trace_mb"] = [round(k / 1024, 2) for k in trace]
+        self.r["mem_rate_per_s"] = round(batches * plan.mem_batch / elapsed, 1)
+
+
+# --- report ---------------------------------------------------------------------------------
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from importlib.metadata import version
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
+            "python": platform.python_version(), "paho_mqtt": version("paho-mqtt"),
+            "gpiozero": version("gpiozero"),
+            "mosquitto": mosquitto_version(), "sqlite": sqlite3.sqlite_version}
+
+
+def fs_type(path: Path) -> str:
+    best, kind = "", "unknown"
+    try:
+        for line in open("/proc/mounts"):
+            parts = line.split()
+            if len(parts) > 2 and str(path).startswith(parts[1]) and len(parts[1]) > len(best):
+                best, kind = parts[1], f"{parts[2]} ({parts[0]})"
+    except OSError:
+        pass
+    return kind
+
+
+def evaluate(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """(figure, target, measured, pass) rows for one setting."""
+    def ms(key: str) -> str:
+        return "—" if r.get(key) is None else f"{r[key]:.2f} ms"
+
+    floor = r.get("floor_p99_ms")
+    rows: list[tuple[str, str, str, bool | None]] = []
+    rows.append(("floor: bare paho echo A→B, QoS 1 (p50 / p99)", "—",
+                 f"{ms('floor_p50_ms')} / {ms('floor_p99_ms')}", None))
+    rows.append(("disk floor: one SQLite FULL commit (p50 / p99)", "—",
+                 f"{ms('disk_commit_p50_ms')} / {ms('disk_commit_p99_ms')}", None))
+    for key, label, extra in (
+            ("relay", "complaint → siren relay on, p99", 1),
+            ("alerting", "complaint → `alerting` at HQ, p99", 5),
+            ("ack", "button press → `ack` at HQ, p99 (incl. 50 ms debounce)", 5),
+            ("ack_after_debounce", "debounced press → `ack` at HQ, p99", 5)):
+        v = r.get(f"{key}_p99_ms")
+        ok = None if v is None or floor is None else v <= floor + extra
+        target = f"≤ floor + {extra} ms" + (f" = {floor + extra:.2f} ms" if floor else "")
+        rows.append((label, target, f"{ms(key + '_p99_ms')} (p50 {ms(key + '_p50_ms')})", ok))
+    if "burst_rate_per_s" in r:
+        ok = (r["burst_lost"] == 0 and r["burst_double"] == 0
+              and r["burst_rate_per_s"] >= 1000)
+        rows.append((f"burst of {r['burst_n']:,}", "0 lost, 0 twice, ≥ 1,000/s",
+                     f"{r['burst_lost']} lost, {r['burst_double']} twice, "
+                     f"{r['burst_rate_per_s']:,.0f}/s", ok))
+    if "idle_rss_mb" in r:
+        rows.append(("idle resident memory (VmRSS)", "≤ 30 MiB", f"{r['idle_rss_mb']:.1f} MiB",
+                     r["idle_rss_mb"] <= 30))
+        rows.append((f"idle CPU over {r['idle_window_s']:g} s", "≤ 0.3 % of one core",
+                     f"{r['idle_cpu_pct']:.3f} %", r["idle_cpu_pct"] <= 0.3))
+    if "startup_s" in r:
+        rows.append((f"start → status `online` (slowest of {len(r['startup_all_s'])})",
+                     "≤ 0.5 s", f"{r['startup_s']:.3f} s (p50 {r['startup_p50_s']:.3f} s)",
+                     r["startup_s"] <= 0.5))
+    if "reconnect_s" in r:
+        rows.append((f"broker restart → queued complaint alarmed (slowest of "
+                     f"{r['reconnect_trials']})", "≤ 3 s",
+                     f"{r['reconnect_s']:.3f} s (p50 {r['reconnect_p50_s']:.3f} s)",
+                     r["reconnect_s"] <= 3))
+    if "mem_growth_mb" in r:
+        rows.append((f"memory growth over {r['mem_complaints']:,} complaints", "≤ 5 MB",
+                     f"{r['mem_growth_mb']:+.2f} MiB ({r['mem_before_mb']:.1f} → "
+                     f"{r['mem_after_mb']:.1f})", r["mem_growth_mb"] <= 5))
+    return rows
+
+
+def table(results: dict[str, Any]) -> str:
+    settings = [k for k in ("nodelay_false", "nodelay_true") if k in results]
+    per = {k: evaluate(results[k]) for k in settings}
+    figures: dict[str, str] = {}
+    for k in settings:
+        for fig, target, _, _ in per[k]:
+            figures.setdefault(fig, target)
+    heads = {"nodelay_false": "broker `set_tcp_nodelay false` (default)",
+             "nodelay_true": "broker `set_tcp_nodelay true`"}
+    lines = ["| figure | SPEC §7 target | " + " | ".join(
+        f"{heads[k]} | " for k in settings) + "|",
+        "|---|---|" + "---|---|" * len(settings)]
+    mark = {True: "pass", False: "**MISS**", None: ""}
+    for fig, target in figures.items():
+        cells = []
+        for k in settings:
+            row = next((r for r in per[k] if r[0] == fig), None)
+            cells += ["— (default setting only)", ""] if row is None else [row[2], mark[row[3]]]
+        lines.append(f"| {fig} | {target} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine_line(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    return (f"{m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python {m['python']}, "
+            f"paho-mqtt {m['paho_mqtt']}, mosquitto {m['mosquitto']}, SQLite {m['sqlite']}; "
+            f"station state on {results['state_fs']}; load average (1/5/15 min) before "
+            f"{'/'.join(map(str, results.get('loadavg_before', [])))}, after "
+            f"{'/'.join(map(str, results.get('loadavg_after', [])))}; {results['mode']} run "
+            f"({results['samples']} samples per latency) at {results['finished_at']}, "
+            f"{results['duration_s']:.0f} s")
+
+
+DOC_BEGIN, DOC_END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def update_doc(doc: Path, results: dict[str, Any], tbl: str) -> None:
+    if not doc.exists():
+        return
+    text = doc.read_text()
+    if DOC_BEGIN not in text or DOC_END not in text:
+        return
+    head, _, rest = text.partition(DOC_BEGIN)
+    _, _, tail = rest.partition(DOC_END)
+    block = f"{DOC_BEGIN}\nMachine: {machine_line(results)}.\n\n{tbl}\n{DOC_END}"
+    doc.write_text(head + block + tail)
+
+
+# --- main -----------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="seconds, ~50 samples (for the tests)")
+    p.add_argument("--out", type=Path,
+                   help="results file (default bench/results.json; with --quick "
+                        "bench/.work/results-quick.json, so the committed full run stays)")
+    p.add_argument("--nodelay", choices=["both", "false", "true"], default="both",
+                   help="broker set_tcp_nodelay setting(s) to run (default both)")
+    p.add_argument("--samples", type=int, help="latency rounds per setting (override)")
+    p.add_argument("--workdir", type=Path, default=HERE / ".work",
+                   help="broker and station state (on a real disk: fsync is measured)")
+    p.add_argument("--doc", type=Path, default=REPO / "docs" / "PERFORMANCE.md",
+                   help="refresh the table in this file (full runs only)")
+    p.add_argument("--no-doc", action="store_true", help="do not touch docs/PERFORMANCE.md")
+    p.add_argument("--press-delay", type=float, default=PRESS_DELAY_S,
+                   help="seconds from complaint to button press (default %(default)s)")
+    p.add_argument("--only-latency", action="store_true",
+                   help="latency rounds only (for profiling)")
+    p.add_argument("--dump", type=Path, help="write the raw latency samples here (prefix)")
+    args = p.parse_args(argv)
+
+    plan = QUICK if args.quick else FULL
+    if args.out is None:
+        args.out = HERE / ".work" / "results-quick.json" if args.quick else HERE / "results.json"
+    if args.samples:
+        plan = Plan(**{**asdict(plan), "samples": args.samples})
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    workdir = args.workdir / run_id
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = {"both": [False, True], "false": [False], "true": [True]}[args.nodelay]
+    started = mono()
+    results: dict[str, Any] = {
+        "machine": machine(), "state_fs": fs_type(workdir.resolve()),
+        "mode": "quick" if args.quick else "full", "samples": plan.samples,
+        "plan": asdict(plan)}
+    if "tmpfs" in results["state_fs"]:
+        log("warning: station state on tmpfs: fsync costs nothing here, unlike on a Pi")
+    try:
+        for nodelay in settings:
+            log(f"broker set_tcp_nodelay {str(nodelay).lower()}")
+            key = f"nodelay_{str(nodelay).lower()}"
+            results[key] = Run(workdir / key, plan, nodelay,
+                               full_extras=(nodelay is False or settings == [True]),
+                               press_delay=args.press_delay,
+                               only_latency=args.only_latency,
+                               dump=args.dump and Path(f"{args.dump}-{key}.json")).run()
+    except BenchError as e:
+        log(f"FAILED: {e} (logs in {workdir})")
+        return 1
+    default = results.get("nodelay_false") or results[f"nodelay_{str(settings[0]).lower()}"]
+    for k, v in default.items():
+        results.setdefault(k, v)
+    results["loadavg_before"] = results[f"nodelay_{str(settings[0]).lower()}"]["loadavg_before"]
+    results["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["duration_s"] = round(mono() - started, 1)
+    results["finished_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    results["round"] = {"press_delay_s": args.press_delay, "status_gap_s": STATUS_GAP_S,
+                        "status_settle_s": STATUS_SETTLE_S}
+    results["targets"] = {
+        k: {fig: ok for fig, _, _, ok in evaluate(results[k]) if ok is not None}
+        for k in ("nodelay_false", "nodelay_true") if k in results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    tmp.replace(args.out)
+    tbl = table(results)
+    print(f"\nMachine: {machine_line(results)}\n\n{tbl}\n")
+    if not args.quick and not args.no_doc:
+        update_doc(args.doc, results, tbl)
+    shutil.rmtree(workdir, ignore_errors=True)
+    log(f"results in {args.out} ({results['duration_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

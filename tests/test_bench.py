@@ -1,0 +1,92 @@
+"""The benchmark never rots: ``bench/run.py --quick`` runs once here and must write every key.
+
+No timing thresholds (SPEC §7: the targets are reported by the benchmark, not asserted by
+tests); only that each figure exists and is a sane number. The quick run writes into tmp_path,
+so the committed bench/results.json (from a full run) is left alone.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+LATENCIES = ("floor", "relay", "alerting", "ack", "ack_after_debounce", "disk_commit")
+KEYS = ("floor_p99_ms", "relay_p99_ms", "alerting_p99_ms", "ack_p99_ms", "burst_rate_per_s",
+        "burst_lost", "burst_double", "idle_rss_mb", "idle_cpu_pct", "startup_s",
+        "reconnect_s", "mem_growth_mb")
+PER_SETTING = ("floor_p99_ms", "relay_p99_ms", "alerting_p99_ms", "ack_p99_ms",
+               "burst_rate_per_s", "burst_lost", "burst_double", "startup_s", "reconnect_s")
+
+
+def number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--out", str(out),
+         "--workdir", str(tmp / "work")],
+        capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(out.read_text()), proc.stdout
+
+
+def check_latencies(r: dict[str, Any], samples: int) -> None:
+    for name in LATENCIES:
+        values = [r[f"{name}_{q}_ms"] for q in ("p50", "p90", "p99", "max")]
+        assert all(number(v) for v in values), (name, values)
+        assert values == sorted(values), (name, values)
+        assert r[f"{name}_n"] == samples
+        if name != "ack_after_debounce":
+            assert 0 < values[0] < 10_000, (name, values)
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_key(quick: tuple[dict[str, Any], str]) -> None:
+    r, _ = quick
+    assert r["mode"] == "quick" and r["samples"] >= 50
+    for key in KEYS:
+        assert number(r[key]), (key, r.get(key))
+    for setting, nodelay in (("nodelay_false", False), ("nodelay_true", True)):
+        s = r[setting]
+        assert s["broker_set_tcp_nodelay"] is nodelay
+        for key in PER_SETTING:
+            assert number(s[key]), (setting, key, s.get(key))
+        check_latencies(s, r["samples"])
+        assert s["burst_lost"] >= 0 and s["burst_double"] >= 0 and s["burst_rate_per_s"] > 0
+        assert 0 < s["startup_s"] < 30 and 0 < s["reconnect_s"] < 30
+        assert s["events_seq_gaps"] == 0
+    # plain keys are the default broker setting
+    assert r["floor_p99_ms"] == r["nodelay_false"]["floor_p99_ms"]
+    assert 1 < r["idle_rss_mb"] < 1000 and 0 <= r["idle_cpu_pct"] < 100
+    assert abs(r["mem_growth_mb"]) < 1000 and r["mem_complaints"] > 0
+    assert set(r["targets"]) == {"nodelay_false", "nodelay_true"}
+
+
+@pytest.mark.slow
+def test_quick_run_prints_the_table_beside_the_targets(
+        quick: tuple[dict[str, Any], str]) -> None:
+    _, stdout = quick
+    assert "| figure | SPEC §7 target |" in stdout
+    assert "set_tcp_nodelay false" in stdout and "set_tcp_nodelay true" in stdout
+    assert "complaint → siren relay on" in stdout and "pass" in stdout
+
+
+def test_committed_results_are_a_full_run_with_every_key() -> None:
+    r = json.loads((REPO / "bench" / "results.json").read_text())
+    assert r["mode"] == "full" and r["samples"] >= 1000
+    for key in KEYS:
+        assert number(r[key]), key
+    for setting in ("nodelay_false", "nodelay_true"):
+        for key in PER_SETTING:
+            assert number(r[setting][key]), (setting, key)
+    assert r["mem_complaints"] >= 100_000
