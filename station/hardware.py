@@ -178,6 +178,9 @@ class Relay:
                 elif pattern.continuous:
                     self._device.on()
                 else:
+                    # On now, in this thread: the blink thread takes a thread start (and a
+                    # GIL hand-over) to make its first write, which would delay the siren.
+                    self._device.on()
                     self._device.blink(pattern.on_s, pattern.off_s, background=True)
             self._pattern = pattern
 
