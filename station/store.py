@@ -451,6 +451,13 @@ class Store:
                 ).rowcount
         return aged + counted
 
+    def seen_ids(self, chunk: int = 2048) -> Iterator[str]:
+        """Every remembered complaint id, read in chunks (for :class:`SeenFilter`)."""
+        with self._reading("read complaint ids") as conn:
+            cursor = conn.execute("SELECT complaint_id FROM seen")
+            while rows := cursor.fetchmany(chunk):
+                yield from (row[0] for row in rows)
+
     def seen_count(self) -> int:
         """How many complaint ids are remembered."""
         with self._reading("count seen complaint ids") as conn:
@@ -585,3 +592,45 @@ class Store:
             raise StorageError(f"{src}: cannot move the database aside: {exc}") from exc
         log.warning("%s: moved aside to %s", src, dst)
         return dst
+
+
+class SeenFilter:
+    """A Bloom filter of complaint ids in front of the ``seen`` table.
+
+    ``id not in f`` is certain, so a new complaint (the usual case) is known to be new without
+    a database read before the siren; ``id in f`` is only "maybe": ask :meth:`Store.is_seen`.
+    It keys on Python's ``str`` hash (salted per process), so it never leaves the process.
+    ``bits`` is rounded up to a power of two; ids are never removed (pruned ids just cost a
+    lookup).
+
+        >>> f = SeenFilter(bits=1 << 16)
+        >>> f.add("c-1")
+        >>> "c-1" in f, "c-2" in f
+        (True, False)
+    """
+
+    def __init__(self, *, bits: int = 1 << 20, hashes: int = 4) -> None:
+        size = 1 << max(6, (bits - 1).bit_length())
+        self._mask = size - 1
+        self._bits = bytearray(size // 8)
+        self._hashes = hashes
+        self.count = 0
+
+    @classmethod
+    def sized_for(cls, n: int) -> SeenFilter:
+        """Room for ``n`` ids at about 0.1 % false "maybe" (20 bits per id, 4 hashes)."""
+        return cls(bits=max(1 << 16, 20 * n))
+
+    def add(self, complaint_id: str) -> None:
+        for p in self._positions(complaint_id):
+            self._bits[p >> 3] |= 1 << (p & 7)
+        self.count += 1
+
+    def __contains__(self, complaint_id: object) -> bool:
+        return isinstance(complaint_id, str) and all(
+            self._bits[p >> 3] & (1 << (p & 7)) for p in self._positions(complaint_id))
+
+    def _positions(self, complaint_id: str) -> list[int]:
+        h = hash(complaint_id) & 0xFFFF_FFFF_FFFF_FFFF
+        h1, h2 = h & 0xFFFF_FFFF, (h >> 32) | 1      # double hashing; odd step
+        return [(h1 + i * h2) & self._mask for i in range(self._hashes)]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from station.errors import StorageError
-from station.store import SCHEMA_VERSION, AlarmRow, CorruptDatabase, OutboxRow, Store
+from station.store import SCHEMA_VERSION, AlarmRow, CorruptDatabase, OutboxRow, SeenFilter, Store
 
 DAY = 86_400.0
 
@@ -183,6 +183,22 @@ def test_prune_seen_by_count(db: Path) -> None:
         assert s.prune_seen(now) == 4        # ancient by age, then c5, c4, c3 by count
         assert [c for c in ("c0", "c1", "c2") if s.is_seen(c)] == ["c0", "c1", "c2"]
         assert s.seen_count() == 3
+
+
+def test_seen_ids_reads_every_id_in_chunks(store: Store) -> None:
+    store.commit(seen=[(f"c{i}", float(i)) for i in range(10)])
+    assert sorted(store.seen_ids(chunk=3)) == sorted(f"c{i}" for i in range(10))
+
+
+def test_seen_filter_never_misses_and_rarely_says_maybe() -> None:
+    f = SeenFilter.sized_for(10_000)
+    added = [f"jkt-{i}" for i in range(10_000)]
+    for cid in added:
+        f.add(cid)
+    assert all(cid in f for cid in added) and f.count == 10_000
+    maybe = sum(f"other-{i}" in f for i in range(10_000))
+    assert maybe < 100                       # ~0.1 % expected; each "maybe" is one lookup
+    assert 5 not in f and "other-x" not in SeenFilter()
 
 
 # --- alarms --------------------------------------------------------------------------------
