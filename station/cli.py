@@ -72,7 +72,7 @@ def setup_logging(level: str = "INFO") -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import reporting
-    from .service import Station
+    from .service import IDLE_WAKE_S, Station
     from .systemd import Notifier, ProgressWatchdog
     config = load(args)
     setup_logging(args.log_level or config.logging.level)
@@ -88,8 +88,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if part == "loop":
             watchdog.maybe_ping()
 
+    # The loop must come round at least once per ping interval (WatchdogSec= / 2).
+    wake_s = min(IDLE_WAKE_S, watchdog.interval_s or IDLE_WAKE_S)
     station = Station(config, pin_factory=_pin_factory(config), on_progress=progress,
-                      on_status=lambda summary: notifier.status(summary))
+                      on_status=lambda summary: notifier.status(summary), wake_s=wake_s)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: station.request_stop())
     try:

@@ -28,6 +28,7 @@ log = logging.getLogger("station.outbox")
 GROUP_MAX = 256          # jobs per transaction
 RETRY_S = 5.0            # storage retry period while the disk is failing
 SEQ_JUMP = 1_000_000     # seq skipped when storage fails from a process's first write
+IDLE_WAKE_S = 5.0        # idle wake-up (watchdog progress, retries); idle CPU is per wake
 PRUNE_EVERY_S = 3600.0   # forget complaint ids older than alarm.seen_ids_days this often
 
 
@@ -125,7 +126,7 @@ class Outbox:
     def _run(self) -> None:
         while True:
             try:
-                first = self._jobs.get(timeout=1.0)
+                first = self._jobs.get(timeout=self._idle_wait())
             except queue.Empty:
                 self._on_progress()
                 self._retry_unsaved()
@@ -148,6 +149,11 @@ class Outbox:
                 self.idle.set()
         if self._store is not None:
             self._store.close()
+
+    def _idle_wait(self) -> float:
+        if self._storage_ok:
+            return IDLE_WAKE_S
+        return min(IDLE_WAKE_S, max(0.01, self._next_retry - time.monotonic()))
 
     def _handle(self, batch: list[Any]) -> bool:
         writes = [j for j in batch if isinstance(j, Write)]

@@ -7,6 +7,7 @@ socket, so relays switch on time whatever the network does (SPEC §3.1).
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -39,11 +40,12 @@ from .protocol import (
     offline_status, parse_command, parse_complaint, rfc3339,
 )
 from .errors import StorageError
-from .store import SIDE_FILES, AlarmRow, CorruptDatabase, Store
+from .store import SIDE_FILES, AlarmRow, CorruptDatabase, SeenFilter, Store
 
 log = logging.getLogger("station")
 
 RECENT_IDS = 4096            # complaint ids kept in memory in front of the store lookup
+IDLE_WAKE_S = 5.0           # the loop's longest sleep: watchdog progress; idle CPU is per wake
 STATUS_MIN_GAP_S = 0.1       # status on every change, coalesced to ≤ 10 per second
 # ... and sent this long after the change: a decision's events wait for the disk first, and a
 # status built and published meanwhile took the GIL from the outbox and went out ahead of the
@@ -78,8 +80,10 @@ class Station:
                  wall: Callable[[], float] = time.time,
                  synced: Callable[[], bool] = clock_synced,
                  on_progress: Callable[[str], None] | None = None,
-                 on_status: Callable[[str], None] | None = None) -> None:
+                 on_status: Callable[[str], None] | None = None,
+                 wake_s: float = IDLE_WAKE_S) -> None:
         self.config = config
+        self._wake_s = wake_s
         self.topics = Topics.from_config(config)
         self._clock, self._wall, self._synced_probe = clock, wall, synced
         self._on_progress = on_progress or (lambda part: None)
@@ -87,6 +91,10 @@ class Station:
         self._pin_factory = pin_factory
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._recent: OrderedDict[str, None] = OrderedDict()
+        # No disk read before a new complaint's siren: ids this process remembered, and (once
+        # loaded in the background) those the store held when it started.
+        self._seen_here = SeenFilter()
+        self._seen_before: SeenFilter | None = None
         self.boot_id = str(uuid.uuid4())
         self._started_mono = clock()
         self.ident = Identity(config.station.id, config.station.region, self.boot_id,
@@ -124,6 +132,7 @@ class Station:
                              on_progress=lambda: self._on_progress("outbox"),
                              can_prune=lambda: self._synced)
         self.outbox.start()
+        threading.Thread(target=self._load_seen_filter, name="seen-filter", daemon=True).start()
         for fault, detail in self._startup_faults:
             self._decide(FaultChange(fault, True, detail), now)
         self._resume(now)
@@ -133,6 +142,10 @@ class Station:
         self.link.start()
         log.info("station %s (region %s) started, version %s", cfg.station.id,
                  cfg.station.region, __version__)
+        # What start-up built lives as long as the process: keep it out of the collector's
+        # passes, which would otherwise walk it during a complaint.
+        gc.collect()
+        gc.freeze()
 
     def run(self) -> None:
         """The loop: inputs → machine → relays → outbox, until ``stop()``."""
@@ -214,7 +227,7 @@ class Station:
     def _wait_s(self) -> float:
         assert self.machine is not None
         now = self._clock()
-        due = [self._heartbeat.next_at, now + 1.0]
+        due = [self._heartbeat.next_at, now + self._wake_s]
         deadline = self.machine.next_deadline()
         if deadline is not None:
             due.append(deadline)
@@ -356,23 +369,26 @@ class Station:
         assert self.hardware is not None
         gpio_error = self._drive(d.outputs)       # relays before anything touches a disk
         relay_at = self._clock()
-        events = []
+        events, lines = [], []
         for e in d.events:
             fields = dict(e.fields)
             if e.type == EventType.ALERTING and inbound is not None:
                 fields["relay_latency_ms"] = round((relay_at - inbound.received_at) * 1000, 3)
             events.append(self._envelope(e.type, fields))
-            log.info("%s %s", e.type, _loggable(fields))
-        for note in d.notes:
-            log.info("%s", note)
+            lines.append((e.type, fields))
         rows = [self._row(r, relay_at, inbound) for r in d.records]
         acks = [_ack_of(inbound)] if inbound is not None else []
         if events or rows or acks or seen:
             self._write(Write(seen=seen or [], alarms=rows, events=events, acks=acks))
+        # Logged after the hand-over: the writer thread wakes meanwhile, then commits while
+        # this thread formats (the fsync releases the GIL).
+        for type_, fields in lines:
+            log.info("%s %s", type_, _loggable(fields))
+        for note in d.notes:
+            log.info("%s", note)
         if d.status_changed:
             self._status_changed(relay_at)
         if any(e.type in ("fault", "fault_cleared") for e in d.events):
-
             self._write(Write(meta={"faults": json.dumps(self.machine.faults)}))  # type: ignore[union-attr]
         if gpio_error and retry:
             self._apply(self.machine.handle(FaultChange("gpio", True, gpio_error),  # type: ignore[union-attr]
@@ -427,6 +443,10 @@ class Station:
     def _seen(self, complaint_id: str) -> bool:
         if complaint_id in self._recent:
             return True
+        before = self._seen_before
+        if (before is not None and complaint_id not in before
+                and complaint_id not in self._seen_here):
+            return False                          # certain: no disk read before the siren
         assert self.store is not None
         try:
             return self.store.is_seen(complaint_id)
@@ -436,8 +456,24 @@ class Station:
 
     def _remember(self, complaint_id: str) -> None:
         self._recent[complaint_id] = None
+        self._seen_here.add(complaint_id)
         if len(self._recent) > RECENT_IDS:
             self._recent.popitem(last=False)
+
+    def _load_seen_filter(self) -> None:
+        """Thread: a filter of the ids stored before this process began (its own connection;
+        until it is handed over, every id not in ``_recent`` is looked up in the store). Ids
+        this process remembers meanwhile are in ``_seen_here``, so the snapshot may miss them."""
+        try:
+            with self._open_store(check=False) as store:
+                loaded = SeenFilter.sized_for(store.seen_count())
+                for complaint_id in store.seen_ids():
+                    loaded.add(complaint_id)
+        except Exception as e:  # noqa: BLE001 — without it every id is simply looked up
+            log.warning("complaint ids not loaded into memory (%s); looking each one up", e)
+            return
+        self._seen_before = loaded
+        log.debug("%d stored complaint ids loaded into the duplicate filter", loaded.count)
 
     # --- connection, status, clock ------------------------------------------------------------
 

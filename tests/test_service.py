@@ -84,6 +84,29 @@ def test_duplicates_and_bad_messages_never_alarm(broker, hq, tmp_path, start_sta
     assert all("Ibu Sari" not in raw.decode(errors="replace") for _, raw in hq.raw)
 
 
+def test_duplicates_known_before_a_restart_are_refused_without_reading_new_ids(
+        broker, hq, tmp_path, start_station):
+    cfg = station_config(tmp_path, broker.port)
+    first = start_station(cfg)
+    hq.wait_status(lambda d: d["state"] == "online")
+    hq.complaint("before-1")
+    hq.wait_event("alerting", complaint_id="before-1")
+    first.press(0.1)
+    hq.wait_event("ack", complaint_id="before-1")
+    first.stop()
+    s = start_station(cfg)
+    hq.wait_status(lambda d: d["state"] == "online" and d["boot_id"] == s.station.boot_id)
+    wait_for(lambda: s.station._seen_before is not None, what="stored ids loaded")
+    lookups: list[str] = []
+    is_seen = s.station.store.is_seen
+    s.station.store.is_seen = lambda cid: lookups.append(cid) or is_seen(cid)
+    hq.complaint("before-1")                    # HQ re-sends after the restart
+    hq.complaint("after-1")
+    hq.wait_event("alerting", complaint_id="after-1")
+    assert [e["complaint_id"] for e in hq.of_type("alerting")] == ["before-1", "after-1"]
+    assert lookups == ["before-1"]              # a new id is known new without the disk
+
+
 def test_kill_with_unacked_alarm_resumes_and_status_shows_it(broker, hq, tmp_path,
                                                              station_process):
     cfg = station_config(tmp_path, broker.port)

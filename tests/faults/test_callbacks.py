@@ -113,7 +113,8 @@ def test_paho_network_thread_death_is_noticed(broker, hq, tmp_path, start_statio
     working meanwhile."""
     beats: list[tuple[float, str]] = []
     d = Dispatch(hq, TOPIC)
-    s = start_station(station_config(tmp_path, broker.port),
+    # wake_s: the loop's idle round (5 s in production) made short to keep the test short
+    s = start_station(station_config(tmp_path, broker.port), wake_s=0.5,
                       on_progress=lambda part: beats.append((time.monotonic(), part)))
     hq.wait_status(lambda doc: doc["state"] == "online")
     d.send("pt-1", wait=True)
