@@ -228,6 +228,7 @@ class Desk:
         self.cond = threading.Condition()
         self.floor: dict[str, float] = {}
         self.first: dict[str, dict[str, float]] = {"alerting": {}, "ack": {}}
+        self.inside: dict[str, float] = {}   # the station's own relay_latency_ms, per id
         self.repeats: dict[str, dict[str, int]] = {"alerting": defaultdict(int),
                                                    "ack": defaultdict(int)}
         self.counts: dict[tuple[str, str], int] = defaultdict(int)   # (type, id prefix)
@@ -259,6 +260,8 @@ class Desk:
                         self.repeats[kind][cid] += 1
                     else:
                         self.first[kind][cid] = t
+                        if kind == "alerting" and "relay_latency_ms" in doc:
+                            self.inside[cid] = doc["relay_latency_ms"] / 1000
                         self.counts[(kind, cid.rsplit("-", 1)[0])] += 1
             elif topic.endswith("/status"):
                 self.status.append((t, topic.split("/")[-2], doc))
@@ -537,7 +540,7 @@ class Run:
     def phase_latency(self) -> None:
         assert self.desk and self.dispatch and self.host
         plan, bounce = self.plan, BOUNCE_MS / 1000
-        floor, relay, alerting, ack, disk = [], [], [], [], []
+        floor, relay, alerting, ack, disk, inside = [], [], [], [], [], []
         log(f"latency: {plan.warmup} + {plan.samples} rounds")
         # No collector pause in the measuring process between a t0 and its publish, or while
         # the desk takes a receive time (the station's own process keeps its collector).
@@ -545,7 +548,7 @@ class Run:
         gc.freeze()
         gc.disable()
         try:
-            self._rounds(floor, relay, alerting, ack, disk)
+            self._rounds(floor, relay, alerting, ack, disk, inside)
         finally:
             gc.enable()
             gc.unfreeze()
@@ -554,6 +557,7 @@ class Run:
                                              "alerting": alerting, "ack": ack, "disk": disk}))
         self.r.update(summary("floor", floor))
         self.r.update(summary("relay", relay))
+        self.r.update(summary("relay_inside", inside))
         self.r.update(summary("alerting", alerting))
         self.r.update(summary("ack", ack))
         self.r.update(summary("ack_after_debounce", [a - bounce for a in ack]))
@@ -565,7 +569,7 @@ class Run:
             self.r[f"relay_{p}_p99_ms"] = summary("x", values)["x_p99_ms"]
 
     def _rounds(self, floor: list[float], relay: list[float], alerting: list[float],
-                ack: list[float], disk: list[float]) -> None:
+                ack: list[float], disk: list[float], inside: list[float]) -> None:
         assert self.desk and self.dispatch and self.host
         plan, bounce = self.plan, BOUNCE_MS / 1000
         for i in range(plan.warmup + plan.samples):
@@ -590,6 +594,7 @@ class Run:
                 alerting.append(t_alert - t0)
                 ack.append(t_ack - t_press)
                 disk.append(d)
+                inside.append(self.desk.inside.get(cid, math.nan))
 
     def wait_quiet(self) -> None:
         """Until the station has published no status for longer than its coalescing gap."""
