@@ -439,6 +439,21 @@ def station_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "station.cli"]
 
 
+# The fixed choices alone (guide: paho-mqtt, gpiozero, PyYAML, SQLite) plus the standard
+# modules every Python service imports: the floor under the station's own resident memory.
+RSS_FLOOR_IMPORTS = ("paho.mqtt.client, gpiozero, yaml, sqlite3, json, logging, argparse, "
+                     "uuid, hashlib, queue, threading, dataclasses, ctypes")
+
+
+def rss_floor_mb() -> float:
+    """VmRSS of the same interpreter after importing only :data:`RSS_FLOOR_IMPORTS`."""
+    code = (f"import gc, {RSS_FLOOR_IMPORTS}; gc.collect(); "
+            "print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    return round(int(out.stdout.strip()) / 1024, 2)
+
+
 def cpu_ns(pid: int) -> int:
     """CPU time of all threads so far: per-thread schedstat (ns) summed."""
     total = 0
@@ -742,6 +757,7 @@ class Run:
         self.r["idle_rss_mb"] = round(rss[-1]["VmRSS"] / 1024, 2)
         self.r["idle_rss_max_mb"] = round(max(s["VmRSS"] for s in rss) / 1024, 2)
         self.r["idle_rss_anon_mb"] = round(rss[-1]["RssAnon"] / 1024, 2)
+        self.r["rss_floor_mb"] = rss_floor_mb()
         self.r["idle_rss_file_mb"] = round(rss[-1]["RssFile"] / 1024, 2)
 
     # --- memory over many complaints --------------------------------------------------------
@@ -839,8 +855,11 @@ def evaluate(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                      f"{r['burst_lost']} lost, {r['burst_double']} twice, "
                      f"{r['burst_rate_per_s']:,.0f}/s", ok))
     if "idle_rss_mb" in r:
-        rows.append(("idle resident memory (VmRSS)", "≤ 30 MiB", f"{r['idle_rss_mb']:.1f} MiB",
-                     r["idle_rss_mb"] <= 30))
+        floor = (f"; floor {r['rss_floor_mb']:.1f} MiB: Python + paho, gpiozero, PyYAML, "
+                 "sqlite3 imported" if "rss_floor_mb" in r else "")
+        rows.append(("idle resident memory (VmRSS)", "≤ 30 MiB",
+                     f"{r['idle_rss_mb']:.1f} MiB (anonymous {r['idle_rss_anon_mb']:.1f}"
+                     f"{floor})", r["idle_rss_mb"] <= 30))
         rows.append((f"idle CPU over {r['idle_window_s']:g} s", "≤ 0.3 % of one core",
                      f"{r['idle_cpu_pct']:.3f} %", r["idle_cpu_pct"] <= 0.3))
     if "startup_s" in r:
@@ -939,7 +958,9 @@ def main(argv: list[str] | None = None) -> int:
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     workdir = args.workdir / run_id
     workdir.mkdir(parents=True, exist_ok=True)
-    settings = {"both": [False, True], "false": [False], "true": [True]}[args.nodelay]
+    # "both": true first, so the default setting's 100,000-complaint phase (minutes of load)
+    # ends the run instead of preceding the other setting's latency rounds
+    settings = {"both": [True, False], "false": [False], "true": [True]}[args.nodelay]
     started = mono()
     results: dict[str, Any] = {
         "machine": machine(), "state_fs": fs_type(workdir.resolve()),
