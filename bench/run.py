@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Station benchmarks (SPEC §7, issue 6): how fast the siren answers, how little it costs.
 
-    .venv/bin/python bench/run.py            # full run (~7 min): bench/results.json + table
+    .venv/bin/python bench/run.py            # full run (~11 min): bench/results.json + table
     .venv/bin/python bench/run.py --quick    # seconds, fewer samples (the test suite runs this)
 
 Everything runs on loopback against a mosquitto this script starts itself, once with the
@@ -25,7 +25,7 @@ broker's ``set_tcp_nodelay false`` (mosquitto's default) and once with ``true``.
   complaint published as soon as the broker accepts again is queued for the station; time from
   "broker accepting" to the siren relay on.
 * memory (default setting only): station RSS before/after 100,000 complaints, each batch of
-  1,000 acknowledged by one press.
+  2,500 acknowledged by one press.
 
 Results: ``bench/results.json`` (``--out``; a ``--quick`` run defaults elsewhere). Plain keys are the default broker setting
 (``set_tcp_nodelay false``); ``nodelay_false`` / ``nodelay_true`` hold each setting's figures.
