@@ -192,7 +192,12 @@ class Pty:
         return re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", self.out.decode("utf-8", "replace"))
 
     def finish(self) -> tuple[int, Any]:
-        code = self.proc.wait(20)
+        # Keep reading while it exits, as a terminal does: a full pty buffer would block the
+        # panel's last writes and the process with them.
+        end = time.monotonic() + 20
+        while self.proc.poll() is None and time.monotonic() < end:
+            self.pump(0.1)
+        code = self.proc.wait(1)
         self.pump(0.2)
         after = termios.tcgetattr(self.slave)
         os.close(self.master)
