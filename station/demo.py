@@ -23,6 +23,7 @@ import json
 import logging
 import queue
 import random
+import signal
 import sys
 import tempfile
 import threading
@@ -490,6 +491,9 @@ def _main(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                             format="%(levelname)s %(name)s: %(message)s")
         return run_headless(settings, args.duration or 30.0, selftest=args.selftest)
+    # Ctrl-C quits even if SIGINT came in ignored: a shell ignores it for the background
+    # jobs of a script, and Python then leaves it ignored (the panel would never close).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     demo = Demo(settings)
     root = logging.getLogger()
     root.handlers[:] = [demo.log_tail]         # log lines go into the panel, not the screen
