@@ -28,7 +28,7 @@ log = logging.getLogger("station.outbox")
 GROUP_MAX = 256          # jobs per transaction
 RETRY_S = 5.0            # storage retry period while the disk is failing
 SEQ_JUMP = 1_000_000     # seq skipped when storage fails from a process's first write
-IDLE_WAKE_S = 5.0        # idle wake-up (watchdog progress, retries); idle CPU is per wake
+IDLE_WAKE_S = 5.0        # longest idle sleep of the writer and the loop (watchdog progress)
 PRUNE_EVERY_S = 3600.0   # forget complaint ids older than alarm.seen_ids_days this often
 
 
@@ -71,8 +71,10 @@ class Outbox:
     def __init__(self, open_store: Callable[[], Store], link: Publisher, topic: str, *,
                  window: int = 64, on_storage: Callable[[bool, str], None] | None = None,
                  on_progress: Callable[[], None] | None = None,
-                 can_prune: Callable[[], bool] = lambda: True) -> None:
+                 can_prune: Callable[[], bool] = lambda: True,
+                 wake_s: float = IDLE_WAKE_S) -> None:
         self._open_store = open_store
+        self._wake_s = wake_s                      # idle wake-up: progress beat, retries
         self._link = link
         self._topic = topic
         self._window = window
@@ -152,8 +154,8 @@ class Outbox:
 
     def _idle_wait(self) -> float:
         if self._storage_ok:
-            return IDLE_WAKE_S
-        return min(IDLE_WAKE_S, max(0.01, self._next_retry - time.monotonic()))
+            return self._wake_s
+        return min(self._wake_s, max(0.01, self._next_retry - time.monotonic()))
 
     def _handle(self, batch: list[Any]) -> bool:
         writes = [j for j in batch if isinstance(j, Write)]

@@ -34,7 +34,7 @@ from .errors import HardwareError
 from .hardware import Hardware
 from .heartbeat import Identity, Schedule, clock_synced, host_figures, status
 from .link import Connected, Delivered, Disconnected, Inbound, Link, SubscribeRefused
-from .outbox import Outbox, Write
+from .outbox import IDLE_WAKE_S, Outbox, Write
 from .protocol import (
     Command, Complaint, EventType, Rejection, RejectReason, Topics, encode, event,
     offline_status, parse_command, parse_complaint, rfc3339,
@@ -45,7 +45,6 @@ from .store import SIDE_FILES, AlarmRow, CorruptDatabase, SeenFilter, Store
 log = logging.getLogger("station")
 
 RECENT_IDS = 4096            # complaint ids kept in memory in front of the store lookup
-IDLE_WAKE_S = 5.0           # the loop's longest sleep: watchdog progress; idle CPU is per wake
 STATUS_MIN_GAP_S = 0.1       # status on every change, coalesced to ≤ 10 per second
 # ... and sent this long after the change: a decision's events wait for the disk first, and a
 # status built and published meanwhile took the GIL from the outbox and went out ahead of the
@@ -130,7 +129,7 @@ class Station:
         self.outbox = Outbox(self._open_store, self._LinkProxy(self), self.topics.events,
                              on_storage=self._storage_changed,
                              on_progress=lambda: self._on_progress("outbox"),
-                             can_prune=lambda: self._synced)
+                             can_prune=lambda: self._synced, wake_s=self._wake_s)
         self.outbox.start()
         threading.Thread(target=self._load_seen_filter, name="seen-filter", daemon=True).start()
         for fault, detail in self._startup_faults:
