@@ -135,7 +135,7 @@ def _open_readonly(args: argparse.Namespace) -> Any:
 
 def cmd_quarantine_db(args: argparse.Namespace) -> int:
     """Move a corrupt state database aside and prepare a fresh one that asks HQ to re-send."""
-    from .store import CorruptDatabase, Store
+    from .store import Store
     config = load(args)
     path = config.storage.path
     if not path.exists():
@@ -144,15 +144,13 @@ def cmd_quarantine_db(args: argparse.Namespace) -> int:
     try:
         with Store(path, readonly=True):
             problem = None
-    except CorruptDatabase as e:
-        problem = str(e)
-    except StorageError as e:
+    except StorageError as e:          # CorruptDatabase included
         problem = str(e)
     if problem is None and not args.force:
         print(f"{path}: the database is healthy; not moved (--force moves it anyway)",
               file=sys.stderr)
         return EX_FAIL
-    counters = _salvage_counters(path)
+    counters = Store.salvage_counters(path)
     moved = Store.quarantine(path)
     with Store(path) as fresh:
         for key, value in counters.items():
@@ -166,22 +164,6 @@ def cmd_quarantine_db(args: argparse.Namespace) -> int:
           "station sends resync_request so HQ re-sends every unacknowledged complaint "
           "(they alarm again: the room must hear them)")
     return EX_OK
-
-
-def _salvage_counters(path: Path) -> dict[str, str]:
-    """``seq`` and ``session`` from a damaged database, if SQLite can still read them, so HQ
-    sees the event counter continue rather than restart at 1."""
-    import sqlite3
-    try:
-        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-        try:
-            rows = conn.execute(
-                "SELECT key, value FROM meta WHERE key IN ('seq', 'session')").fetchall()
-        finally:
-            conn.close()
-        return {str(k): str(int(v)) for k, v in rows}
-    except (sqlite3.Error, ValueError, TypeError):
-        return {}
 
 
 def cmd_status(args: argparse.Namespace) -> int:

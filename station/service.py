@@ -602,7 +602,7 @@ class Station:
             if fresh:
                 store.set_meta("resync_pending", "1")
             elif copied:
-                store.set_meta("fallback_of", f"{src}@{store.last_seq()}")
+                store.mark_copy_of(src)
         except StorageError:
             self._db_path = src
             raise error
@@ -619,17 +619,12 @@ class Station:
         if path == self._db_path or not path.exists():
             return
         try:
-            with Store(path) as copy:
-                origin = copy.get_meta("fallback_of")
-                if origin == f"{self._db_path}@{store.last_seq()}":
-                    copy.set_meta("fallback_of", "")
-                    copy._conn.backup(store._conn)      # one transaction on the destination
-                    log.warning("%s: took over the records of the temporary copy %s",
-                                self._db_path, path)
-                else:
-                    log.warning("%s: a temporary copy %s exists but does not continue this "
-                                "database; left for audit", self._db_path, path)
-                    return
+            if not store.take_over(path):
+                log.warning("%s: a temporary copy %s exists but does not continue this "
+                            "database; left for audit", self._db_path, path)
+                return
+            log.warning("%s: took over the records of the temporary copy %s",
+                        self._db_path, path)
         except (StorageError, OSError, sqlite3.Error) as e:
             log.error("%s: cannot take over the temporary copy %s: %s", self._db_path, path, e)
             return

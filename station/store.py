@@ -555,6 +555,23 @@ class Store:
         with self._write("write meta") as conn:
             self._put_meta(conn, key, value)
 
+    # --- temporary copies (an unwritable state directory) -------------------------------
+
+    def mark_copy_of(self, origin: Path | str) -> None:
+        """Record that this database began as a copy of ``origin`` at its current state."""
+        self.set_meta("fallback_of", f"{origin}@{self.last_seq()}")
+
+    def take_over(self, copy: Path | str) -> bool:
+        """Replace this database's content with that of ``copy`` — in one transaction — if
+        ``copy`` began (:meth:`mark_copy_of`) as a copy of this database in its present state;
+        else change nothing and return False (the copy does not continue this database)."""
+        with Store(copy) as other:
+            if other.get_meta("fallback_of") != f"{self.path}@{self.last_seq()}":
+                return False
+            other.set_meta("fallback_of", "")
+            other._conn.backup(self._conn)
+        return True
+
     # --- lifetime -----------------------------------------------------------------------
 
     def close(self) -> None:
@@ -566,6 +583,21 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @staticmethod
+    def salvage_counters(path: Path | str) -> dict[str, str]:
+        """``seq`` and ``session`` from a damaged database, if SQLite can still read them, so
+        HQ sees the event counter continue rather than restart at 1 ({} if unreadable)."""
+        try:
+            conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+            try:
+                rows = conn.execute(
+                    "SELECT key, value FROM meta WHERE key IN ('seq', 'session')").fetchall()
+            finally:
+                conn.close()
+            return {str(k): str(int(v)) for k, v in rows}
+        except (sqlite3.Error, ValueError, TypeError):
+            return {}
 
     @staticmethod
     def quarantine(path: Path | str) -> Path:

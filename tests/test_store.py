@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import threading
 from pathlib import Path
@@ -199,6 +200,29 @@ def test_seen_filter_never_misses_and_rarely_says_maybe() -> None:
     maybe = sum(f"other-{i}" in f for i in range(10_000))
     assert maybe < 100                       # ~0.1 % expected; each "maybe" is one lookup
     assert 5 not in f and "other-x" not in SeenFilter()
+
+
+def test_take_over_only_a_copy_that_continues_this_database(tmp_path: Path) -> None:
+    main, copy = tmp_path / "main.db", tmp_path / "copy.db"
+
+    def fallback_copy(seq: int) -> None:
+        shutil.copyfile(main, copy)
+        with Store(copy) as c:
+            c.mark_copy_of(main)
+            c.commit(events=[event(seq)])           # recorded while main was unwritable
+
+    with Store(main) as s:
+        s.commit(events=[event(1)])
+    fallback_copy(2)
+    with Store(main) as s:
+        assert s.take_over(copy) and s.last_seq() == 2
+        assert s.get_meta("fallback_of") == ""
+    fallback_copy(3)
+    with Store(main) as s:
+        s.commit(events=[event(4)])                 # main moved on: the copy no longer fits
+        assert not s.take_over(copy) and s.last_seq() == 3
+    with Store(tmp_path / "other.db") as other:
+        assert not other.take_over(copy)
 
 
 # --- alarms --------------------------------------------------------------------------------
