@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[demo,test]'
+	$(BIN)/pip install -q -e '.[desk,test]'
 	touch $@
 
 venv: $(STAMP)

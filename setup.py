@@ -20,7 +20,8 @@ setup(
             "RPi.GPIO>=0.7; platform_machine in 'armv7l aarch64' and sys_platform == 'linux'",
             "lgpio>=0.2; platform_machine in 'armv7l aarch64' and sys_platform == 'linux'",
         ],
-        "demo": ["amqtt>=0.11", "rich>=13"],
+        # The other side of the wire (station.desk): monitor, demo, HQ tools. Never on a Pi.
+        "desk": ["amqtt>=0.11", "rich>=13"],
         "test": ["pytest>=8", "hypothesis>=6"],
     },
     entry_points={"console_scripts": ["polres-station=station.cli:main"]},

@@ -47,7 +47,7 @@ def proc_status(pid: int | str = "self") -> dict[str, int]:
 # --- the floor ------------------------------------------------------------------------------
 
 def echo_main(args: argparse.Namespace) -> int:
-    from station.clients import make_client
+    from station.desk.clients import make_client
     client = make_client(client_id=f"bench-echo-{args.port}")
     client.on_connect = lambda c, u, f, r, p: c.subscribe(args.sub, 1)
     client.on_message = lambda c, u, m: c.publish(args.pub, m.payload, qos=1)
@@ -80,7 +80,7 @@ def _probe_pin_class() -> type:
 def station_main(args: argparse.Namespace) -> int:
     from gpiozero.pins.mock import MockFactory
 
-    from station.cli import setup_logging
+    from station.terminal import setup_logging
     from station.config import load_config
     from station.service import Station
 

@@ -67,7 +67,7 @@ from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
 from procs import proc_status  # noqa: E402
-from station.clients import make_client  # noqa: E402
+from station.desk.clients import make_client  # noqa: E402
 from station.protocol import complaint_payload  # noqa: E402
 from station import service as station_service  # noqa: E402
 

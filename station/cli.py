@@ -1,9 +1,9 @@
-"""``polres-station``: the service and the tools around it (SPEC §5).
+"""``polres-station``: the station's own subcommands, and the table of the desk's (docs/CLI.md).
 
-Exit codes (also in the README):
-  0  success                      1  failure (self-test failed, runtime error)
-  2  usage error                  69 broker unreachable (EX_UNAVAILABLE)
-  74 state database unusable (EX_IOERR)   78 configuration invalid (EX_CONFIG)
+The station side (``run``, ``check-config``, ``status``, ``history``, ``outputs-off``,
+``quarantine-db``, ``selftest``, ``firmware-config``) runs on the Pi. The desk and HQ side
+(``send-complaint``, ``monitor``, ``demo``) lives in :mod:`station.desk` and is imported only
+when its subcommand is chosen. Exit codes: :class:`station.terminal.Exit`.
 """
 from __future__ import annotations
 
@@ -14,58 +14,14 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import __version__
-from .errors import ConfigError, HardwareError, StorageError
-
-EX_OK, EX_FAIL, EX_USAGE, EX_UNAVAILABLE, EX_IOERR, EX_CONFIG = 0, 1, 2, 69, 74, 78
-DEFAULT_CONFIG = Path("/etc/polres-station/station.yaml")
+from . import __version__, terminal
+from .errors import StorageError
+from .terminal import EXIT_EPILOG, Exit, config_arg, load_config_arg, setup_logging
 
 log = logging.getLogger("station.cli")
-
-
-# --- shared options ---------------------------------------------------------------------------
-
-def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG,
-                   help=f"station config file (default {DEFAULT_CONFIG})")
-
-
-def broker_args(p: argparse.ArgumentParser) -> None:
-    """Connection options shared by every client command (HQ, desk, technician)."""
-    p.add_argument("--broker", default="127.0.0.1:1883", help="HOST:PORT (default %(default)s)")
-    p.add_argument("--root", default="polri/110", help="topic root (default %(default)s)")
-    p.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
-    p.add_argument("--ca-file", type=Path, help="CA certificate: enables TLS")
-    p.add_argument("--cert-file", type=Path, help="client certificate (TLS)")
-    p.add_argument("--key-file", type=Path, help="client key (TLS)")
-    p.add_argument("--username")
-    p.add_argument("--password-file", type=Path, help="file holding the password")
-
-
-def split_hostport(text: str, default_port: int = 1883) -> tuple[str, int]:
-    """``host:port``, ``[v6]:port`` or ``host`` → (host, port)."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest.lstrip(":") or default_port)
-    host, sep, port = text.rpartition(":")
-    if not sep or ":" in host:
-        return text, default_port
-    return host, int(port)
-
-
-def load(args: argparse.Namespace) -> Any:
-    from .config import load_config
-    return load_config(args.config)
-
-
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
 
 
 # --- subcommands ------------------------------------------------------------------------------
@@ -74,7 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import reporting
     from .service import IDLE_WAKE_S, Station
     from .systemd import Notifier, ProgressWatchdog
-    config = load(args)
+    config = load_config_arg(args)
     setup_logging(args.log_level or config.logging.level)
     # Sentry's import costs ~0.1 s: start it beside GPIO set-up, not before it.
     sentry = threading.Thread(target=reporting.init_sentry, args=(config,),
@@ -90,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # The loop must come round at least once per ping interval (WatchdogSec= / 2).
     wake_s = min(IDLE_WAKE_S, watchdog.interval_s or IDLE_WAKE_S)
-    station = Station(config, pin_factory=_pin_factory(config), on_progress=progress,
+    station = Station(config, pin_factory=terminal.pin_factory_for(config), on_progress=progress,
                       on_status=lambda summary: notifier.status(summary), wake_s=wake_s)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: station.request_stop())
@@ -104,43 +60,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         station.stop()   # outputs off on every path (atexit does not run on SIGTERM)
         reporting.close()
-    return EX_OK
+    return Exit.OK
 
 
 WATCHDOG_STALL_S = 20.0   # below the unit's WatchdogSec=30
 
 
-def _pin_factory(config: Any) -> Any:
-    """MockFactory for ``pin_factory: mock``; otherwise None (the hardware room chooses)."""
-    if config.gpio.pin_factory != "mock":
-        return None
-    from gpiozero.pins.mock import MockFactory
-    return MockFactory()
-
-
 def cmd_check_config(args: argparse.Namespace) -> int:
     from .config import boot_safety_warnings
-    config = load(args)
+    config = load_config_arg(args)
     for w in boot_safety_warnings(config.gpio):
         print(f"warning: {w}")
     print(f"{args.config}: OK (station {config.station.id}, region {config.station.region})")
-    return EX_OK
+    return Exit.OK
 
 
 def _open_readonly(args: argparse.Namespace) -> Any:
     from .store import Store
-    config = load(args)
+    config = load_config_arg(args)
     return Store(config.storage.path, readonly=True)
 
 
 def cmd_quarantine_db(args: argparse.Namespace) -> int:
     """Move a corrupt state database aside and prepare a fresh one that asks HQ to re-send."""
     from .store import Store
-    config = load(args)
+    config = load_config_arg(args)
     path = config.storage.path
     if not path.exists():
         print(f"{path}: no state database here; nothing to do", file=sys.stderr)
-        return EX_FAIL
+        return Exit.FAIL
     try:
         with Store(path, readonly=True):
             problem = None
@@ -149,7 +97,7 @@ def cmd_quarantine_db(args: argparse.Namespace) -> int:
     if problem is None and not args.force:
         print(f"{path}: the database is healthy; not moved (--force moves it anyway)",
               file=sys.stderr)
-        return EX_FAIL
+        return Exit.FAIL
     counters = Store.salvage_counters(path)
     moved = Store.quarantine(path)
     with Store(path) as fresh:
@@ -163,7 +111,7 @@ def cmd_quarantine_db(args: argparse.Namespace) -> int:
     print(f"new database {path}: counters carried over: {kept}; on its first connection the "
           "station sends resync_request so HQ re-sends every unacknowledged complaint "
           "(they alarm again: the room must hear them)")
-    return EX_OK
+    return Exit.OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -180,14 +128,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         }
     if args.json:
         print(json.dumps(doc, indent=2))
-        return EX_OK
+        return Exit.OK
     print(f"active alarms: {len(active)}")
     for a in doc["alarms"]:
         flags = " escalated" * a["escalated"] + " silenced" * a["silenced"]
         print(f"  {a['complaint_id']:<32} {a['priority']:<9} {a['age_s']:>9.1f} s{flags}")
     print(f"outbox pending: {doc['outbox_pending']} (last seq {doc['last_seq']})")
     print(f"faults: {', '.join(doc['faults']) or 'none'}")
-    return EX_OK
+    return Exit.OK
 
 
 def _when(wall: float | None) -> str:
@@ -202,61 +150,22 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.json:
         from dataclasses import asdict
         print(json.dumps([asdict(r) for r in rows], indent=2))
-        return EX_OK
+        return Exit.OK
     print(f"{'alerted (UTC)':<20} {'complaint':<28} {'priority':<9} {'state':<6} "
           f"{'acked (UTC)':<20} {'how':<7} {'by':<12} {'ack ms':>9}")
     for r in rows:
         lat = "-" if r.ack_latency_ms is None else f"{r.ack_latency_ms:.0f}"
         print(f"{_when(r.alerted_at):<20} {r.complaint_id:<28} {r.priority:<9} {r.state:<6} "
               f"{_when(r.acked_at):<20} {r.ack_method or '-':<7} {r.ack_by or '-':<12} {lat:>9}")
-    return EX_OK
+    return Exit.OK
 
 
 def cmd_outputs_off(args: argparse.Namespace) -> int:
     from .hardware import force_outputs_off
-    config = load(args)
-    for line in force_outputs_off(config.gpio, pin_factory=_pin_factory(config)):
+    config = load_config_arg(args)
+    for line in force_outputs_off(config.gpio, pin_factory=terminal.pin_factory_for(config)):
         print(line)
-    return EX_OK
-
-
-def cmd_send_complaint(args: argparse.Namespace) -> int:
-    from .clients import hq_client, publish_wait
-    from .protocol import ID_RE, NAME_RE, complaint_payload, region_complaints
-    if not NAME_RE.match(args.region):
-        print(f"error: --region {args.region!r} is not a region id", file=sys.stderr)
-        return EX_USAGE
-    ids = []
-    count = max(1, args.count)
-    gap = 1.0 / args.rate if args.rate else 0.0
-    with hq_client(args) as client:
-        start = time.monotonic()
-        for i in range(count):
-            cid = args.id if args.id and count == 1 else _new_id(args.id, i)
-            if not ID_RE.match(cid):
-                print(f"error: --id {cid!r} is not 1–64 of [A-Za-z0-9._:-]", file=sys.stderr)
-                return EX_USAGE
-            payload = complaint_payload(complaint_id=cid, region=args.region,
-                                        priority=args.priority, category=args.category,
-                                        summary=args.summary, reported_at=_now_rfc3339())
-            publish_wait(client, region_complaints(args.root, args.region), payload,
-                         wait=(i == count - 1))
-            ids.append(cid)
-            if gap:
-                time.sleep(max(0.0, start + (i + 1) * gap - time.monotonic()))
-    for cid in ids:
-        print(cid)
-    return EX_OK
-
-
-def _new_id(prefix: str | None, i: int) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    base = f"{prefix}-{i:06d}" if prefix else f"110-{stamp}-{uuid.uuid4().hex[:6]}"
-    return base[:64]
-
-
-def _now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return Exit.OK
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -267,7 +176,6 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
     "status": ("local state: active alarms, outbox, faults", cmd_status),
     "history": ("alarm and acknowledgment history, newest first", cmd_history),
     "outputs-off": ("force siren and beacon relays off (systemd ExecStopPost)", cmd_outputs_off),
-    "send-complaint": ("publish a complaint as HQ would; prints its id", cmd_send_complaint),
     "quarantine-db": ("move a corrupt state database aside; the station then starts fresh and "
                       "asks HQ to re-send unacknowledged complaints", cmd_quarantine_db),
 }
@@ -278,13 +186,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     imported (the others are listed without their options)."""
     parser = argparse.ArgumentParser(
         prog="polres-station", description="Polres Call Center 110 station controller.",
-        epilog="exit codes: 0 ok, 1 failure, 2 usage, 69 broker unreachable, "
-               "74 state database unusable, 78 configuration invalid")
+        epilog=EXIT_EPILOG)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, _) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        EXTRA_ARGS.get(name, _config_arg)(p)
+        EXTRA_ARGS.get(name, config_arg)(p)
     for name, (help_text, module) in PLUGIN_COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if command is not None and name != command:
@@ -297,36 +204,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
 def _list_args(p: argparse.ArgumentParser) -> None:
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-n", "--limit", type=int, default=50, help="rows (default %(default)s)")
 
 
-def _send_args(p: argparse.ArgumentParser) -> None:
-    broker_args(p)
-    p.add_argument("--region", required=True)
-    p.add_argument("--id", help="complaint id (default: generated); a prefix with --count")
-    p.add_argument("--priority", choices=["emergency", "urgent", "normal"], default="normal")
-    p.add_argument("--category")
-    p.add_argument("--summary", help="complaint text (personal data: test values only)")
-    p.add_argument("--count", type=int, default=1, help="complaints to send (load, drills)")
-    p.add_argument("--rate", type=float, default=0.0, help="complaints per second (0: fast)")
-
-
 def _quarantine_args(p: argparse.ArgumentParser) -> None:
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("--force", action="store_true",
                    help="move the database aside even if it looks healthy")
 
 
 EXTRA_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "run": _run_args, "status": _list_args, "history": _list_args,
-    "send-complaint": _send_args, "quarantine-db": _quarantine_args,
+    "quarantine-db": _quarantine_args,
 }
 
 # Subcommands that live in their own module: name → (help, module). The module provides
@@ -336,8 +232,10 @@ PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
     "selftest": ("technician's self-test: siren, beacon, button, feedback", "station.selftest"),
     "firmware-config": ("render the Raspberry Pi boot config (config.txt lines)",
                         "station.firmware"),
-    "demo": ("the station on an embedded broker with simulated GPIO and HQ", "station.demo"),
-    "monitor": ("the national desk's live view of every station", "station.monitor"),
+    "demo": ("the station on an embedded broker with simulated GPIO and HQ",
+             "station.desk.demo"),
+    "monitor": ("the national desk's live view of every station", "station.desk.monitor"),
+    "send-complaint": ("publish a complaint as HQ would; prints its id", "station.desk.send"),
 }
 
 
@@ -360,32 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in PLUGIN_COMMANDS:
         if getattr(args, "_missing", None):
             print(f"{args.command}: not available in this build", file=sys.stderr)
-            return EX_FAIL
+            return Exit.FAIL
         handler = _plugin(PLUGIN_COMMANDS[args.command][1]).main
     else:
         _, handler = COMMANDS[args.command]
-    try:
-        return handler(args)
-    except ConfigError as e:
-        print(f"configuration invalid: {e.source or ''}", file=sys.stderr)
-        for problem in e.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EX_CONFIG
-    except StorageError as e:
-        print(f"state database unusable: {e}", file=sys.stderr)
-        from .store import CorruptDatabase
-        if isinstance(e, CorruptDatabase) and args.command != "quarantine-db":
-            config = getattr(args, "config", DEFAULT_CONFIG)
-            option = "" if config == DEFAULT_CONFIG else f" -c {config}"
-            print(f"recovery: systemctl stop polres-station; polres-station quarantine-db"
-                  f"{option}; systemctl start polres-station", file=sys.stderr)
-        return EX_IOERR
-    except HardwareError as e:
-        print(f"GPIO: {e}", file=sys.stderr)
-        return EX_FAIL
-    except ConnectionError as e:
-        print(f"broker unreachable: {e}", file=sys.stderr)
-        return EX_UNAVAILABLE
+    return terminal.run_handler(handler, args)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,8 @@ class BrokerAddress:
     port: int
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -400,7 +401,7 @@ def _host_reason(host: str) -> str | None:
     return None
 
 
-def _parse_address(text: str, default_port: int) -> BrokerAddress | str:
+def parse_address(text: str, default_port: int) -> BrokerAddress | str:
     """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` → BrokerAddress, or the reason not."""
     host, port_text = text.strip(), ""
     if host.startswith("["):
@@ -444,7 +445,7 @@ def _failover(s: _Section, primary: BrokerAddress) -> tuple[BrokerAddress, ...]:
         if not isinstance(item, str):
             s.problems.add(path, f"expected a \"host:port\" string, got {_got(item)}")
             continue
-        parsed = _parse_address(item, primary.port)
+        parsed = parse_address(item, primary.port)
         if isinstance(parsed, str):
             s.problems.add(path, parsed)
         elif parsed == primary or parsed in out:

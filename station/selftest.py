@@ -17,6 +17,8 @@ from .alarms import CONTINUOUS, Outputs
 from .config import Config
 from .errors import HardwareError
 from .hardware import Hardware
+from . import terminal
+from .terminal import Exit, config_arg, load_config_arg
 
 
 @dataclass
@@ -72,8 +74,7 @@ def run_selftest(config: Config, *, pin_factory: Any = None, siren_s: float = 1.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import _config_arg
-    _config_arg(p)
+    config_arg(p)
     p.add_argument("--siren-seconds", type=float, default=1.0, help="siren on-time (≤ 10)")
     p.add_argument("--beacon-seconds", type=float, default=3.0, help="beacon on-time (≤ 30)")
     p.add_argument("--button-timeout", type=float, default=30.0,
@@ -81,17 +82,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .cli import EX_FAIL, EX_OK, _pin_factory, load
-    config = load(args)
+    config = load_config_arg(args)
     try:
-        result = run_selftest(config, pin_factory=_pin_factory(config),
+        result = run_selftest(config, pin_factory=terminal.pin_factory_for(config),
                               siren_s=min(args.siren_seconds, 10.0),
                               beacon_s=min(args.beacon_seconds, 30.0),
                               button_timeout_s=args.button_timeout)
     except HardwareError as e:
         print(f"FAIL  GPIO: {e}\n(is the service running? sudo systemctl stop polres-station)")
-        return EX_FAIL
+        return Exit.FAIL
     for line in result.lines:
         print(line)
     print("VERDICT: PASS" if result.ok else "VERDICT: FAIL")
-    return EX_OK if result.ok else EX_FAIL
+    return Exit.OK if result.ok else Exit.FAIL

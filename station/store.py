@@ -87,6 +87,8 @@ class CorruptDatabase(StorageError):
     created; the broker re-delivers unacknowledged complaints) or restore a backup.
     """
 
+    recoverable_by_quarantine = True   # read by terminal.run_handler for its recovery hint
+
     def __init__(self, path: Path, detail: str) -> None:
         self.path = path
         super().__init__(

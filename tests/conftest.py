@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import yaml
 
-from station.clients import make_client
+from station.desk.clients import make_client
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 REGION = "sumsel-prabumulih"

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import REGION, station_config, wait_for
 from station import __version__
-from station.cli import main, split_hostport
+from station.cli import main
+from station.terminal import broker_address
 
 
 def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -121,5 +122,13 @@ def test_run_with_bad_config_exits_78(tmp_path):
     ("127.0.0.1", ("127.0.0.1", 1883)),
     ("[::1]:1884", ("::1", 1884)),
 ])
-def test_split_hostport(text, expected):
-    assert split_hostport(text) == expected
+def test_broker_address(text, expected):
+    address = broker_address(text)
+    assert (address.host, address.port) == expected
+
+
+@pytest.mark.parametrize("text", ["h:abc", "h:70000", "h:0", "::1", "[::1", ""])
+def test_send_complaint_refuses_bad_broker_address_with_usage_error(text):
+    r = run_cli("send-complaint", "--broker", text, "--region", "r1")
+    assert r.returncode == 2, r.stderr
+    assert "--broker" in r.stderr and "Traceback" not in r.stderr

@@ -17,9 +17,9 @@ from typing import Any, Iterator
 import pytest
 from rich.console import Console
 
-from station.demo import FAKE_SUMMARY, Demo, DemoSettings
-from station.demo_panel import render_panel, snapshot
-from station.embedded_broker import ENV_KIND, EmbeddedBroker, find_mosquitto, resolve_kind
+from station.desk.demo import FAKE_SUMMARY, Demo, DemoSettings
+from station.desk.demo_panel import render_panel, snapshot
+from station.desk.embedded_broker import ENV_KIND, EmbeddedBroker, find_mosquitto, resolve_kind
 
 from conftest import wait_for
 

@@ -15,8 +15,8 @@ import pytest
 from rich.console import Console
 
 from conftest import HQ, STATION, Mosquitto, station_config, wait_for
-from station.clients import connected, make_client
-from station.monitor import Desk, Subscription, is_late_will, render_table
+from station.desk.clients import connected, make_client
+from station.desk.monitor import Desk, Subscription, is_late_will, render_table
 from station.protocol import encode, rfc3339
 
 ROOT = "polri/110"

@@ -19,13 +19,13 @@ import time
 
 from gpiozero.pins.mock import MockFactory
 
-from station import cli
+from station import cli, terminal
 from station.config import load_config
 
 config_path = sys.argv[1]
 config = load_config(config_path)
 factory = MockFactory()
-cli._pin_factory = lambda cfg: factory          # the one thing that differs from `run`
+terminal.pin_factory_for = lambda cfg: factory          # the one thing that differs from `run`
 gpio = config.gpio
 last_siren_on: list[float | None] = [None]
 

@@ -16,7 +16,7 @@ import pytest
 
 import conftest as base
 from conftest import HQ, MOSQUITTO, ROOT, Mosquitto, free_port, wait_for
-from station.clients import make_client
+from station.desk.clients import make_client
 
 REPO = Path(__file__).resolve().parents[2]
 BROKER_CONFIG = REPO / "config" / "mosquitto"

@@ -88,7 +88,7 @@ def test_bad_certificates_refused_at_the_handshake_for_any_client(tmp_path, ca, 
     broker = SecureBroker(tmp_path / "broker", ca, crl=cert == "revoked").start()
     try:
         if cert is None:
-            from station.clients import make_client
+            from station.desk.clients import make_client
             c = make_client(ca_file=ca / "ca.crt")
         else:
             c = tls_client(ca, cert)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from ..terminal import broker_args
+
 STALE_FACTOR = 3.0
 OLD_BOOTS = 4                     # superseded boot ids remembered per station
 QUIET_S, MAX_SETTLE_S = 0.5, 30.0
@@ -295,7 +297,7 @@ class Subscription:
 
     def __init__(self, args: argparse.Namespace, desk: Desk) -> None:
         from .clients import client_from_args
-        from .protocol import station_topic
+        from ..protocol import station_topic
         self.desk = desk
         self.subscribed = threading.Event()
         self.topics = [(station_topic(args.root, "+", "status"), 1),
@@ -350,7 +352,6 @@ def _live(desk: Desk, sub: Subscription, title: str) -> None:
 # --- command line -----------------------------------------------------------------------------
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import broker_args
     broker_args(p)
     p.add_argument("--once", action="store_true",
                    help="print one snapshot after reading the retained statuses, then exit")
@@ -361,9 +362,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .cli import split_hostport
     from .clients import connected
-    host, port = split_hostport(args.broker)
+    host, port = args.broker.host, args.broker.port
     if not (args.once and args.json) and importlib.util.find_spec("rich") is None:
         print("monitor: the table needs rich (pip install 'polres-station[demo]'); "
               "--once --json works without it", file=sys.stderr)

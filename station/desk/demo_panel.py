@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
-from .config import Pattern
+from ..config import Pattern
 from .embedded_broker import DEMO_USERNAME
 
 if TYPE_CHECKING:

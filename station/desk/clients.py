@@ -84,9 +84,7 @@ def client_from_args(args: argparse.Namespace) -> mqtt.Client:
 @contextlib.contextmanager
 def hq_client(args: argparse.Namespace) -> Iterator[mqtt.Client]:
     """A connected client from the standard command-line options."""
-    from .cli import split_hostport
-    host, port = split_hostport(args.broker)
-    with connected(client_from_args(args), host, port) as client:
+    with connected(client_from_args(args), args.broker.host, args.broker.port) as client:
         yield client
 
 

@@ -36,11 +36,11 @@ from typing import Any, Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .config import Config, parse_config
+from ..config import Config, parse_config
 from .demo_keys import key_queue
 from .demo_panel import PanelState, desk_command, render_panel, snapshot
 from .embedded_broker import DEMO_USERNAME, KINDS, EmbeddedBroker
-from .protocol import complaint_payload, region_complaints, station_topic
+from ..protocol import complaint_payload, region_complaints, station_topic
 
 __all__ = ["Demo", "DemoSettings", "SimulatedHQ", "ButtonDriver", "PanelState", "render_panel",
            "snapshot", "desk_command", "handle_key", "event_text", "run_headless",
@@ -279,7 +279,7 @@ class Demo:
         only on request)."""
         from gpiozero.pins.mock import MockFactory
 
-        from .service import Station
+        from ..service import Station
         self.broker.start()
         self.factory = MockFactory()
         self.station = Station(self.config, pin_factory=self.factory)

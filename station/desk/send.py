@@ -1,0 +1,58 @@
+"""``polres-station send-complaint``: publish a complaint as HQ dispatch would (docs/CLI.md)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+
+from ..protocol import ID_RE, NAME_RE, complaint_payload, region_complaints, rfc3339
+from ..terminal import Exit, broker_args
+from .clients import hq_client, publish_wait
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    broker_args(p)
+    p.add_argument("--region", required=True)
+    p.add_argument("--id", help="complaint id (default: generated); a prefix with --count")
+    p.add_argument("--priority", choices=["emergency", "urgent", "normal"], default="normal")
+    p.add_argument("--category")
+    p.add_argument("--summary", help="complaint text (personal data: test values only)")
+    p.add_argument("--count", type=int, default=1, help="complaints to send (load, drills)")
+    p.add_argument("--rate", type=float, default=0.0, help="complaints per second (0: fast)")
+
+
+def main(args: argparse.Namespace) -> int:
+    if not NAME_RE.match(args.region):
+        print(f"error: --region {args.region!r} is not a region id", file=sys.stderr)
+        return Exit.USAGE
+    ids = []
+    count = max(1, args.count)
+    gap = 1.0 / args.rate if args.rate else 0.0
+    with hq_client(args) as client:
+        start = time.monotonic()
+        for i in range(count):
+            cid = args.id if args.id and count == 1 else new_id(args.id, i)
+            if not ID_RE.match(cid):
+                print(f"error: --id {cid!r} is not 1–64 of [A-Za-z0-9._:-]", file=sys.stderr)
+                return Exit.USAGE
+            payload = complaint_payload(complaint_id=cid, region=args.region,
+                                        priority=args.priority, category=args.category,
+                                        summary=args.summary,
+                                        reported_at=rfc3339(time.time()))
+            publish_wait(client, region_complaints(args.root, args.region), payload,
+                         wait=(i == count - 1))
+            ids.append(cid)
+            if gap:
+                time.sleep(max(0.0, start + (i + 1) * gap - time.monotonic()))
+    for cid in ids:
+        print(cid)
+    return Exit.OK
+
+
+def new_id(prefix: str | None, i: int) -> str:
+    """``PREFIX-000123`` with a prefix, else ``110-YYYYMMDD-HHMMSS-xxxxxx``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = f"{prefix}-{i:06d}" if prefix else f"110-{stamp}-{uuid.uuid4().hex[:6]}"
+    return base[:64]
