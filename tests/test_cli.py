@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REGION, station_config, wait_for
+from helpers import REGION, station_config, wait_for
 from station import __version__
 from station.cli import main
 from station.terminal import broker_address
@@ -72,7 +72,7 @@ def test_send_complaint_count_and_fixed_id(broker, hq):
 
 
 def test_send_complaint_unreachable_broker_exits_69():
-    from conftest import free_port
+    from helpers import free_port
     r = run_cli("send-complaint", "--broker", f"127.0.0.1:{free_port()}", "--region", REGION)
     assert r.returncode == 69 and "unreachable" in r.stderr
 

@@ -21,7 +21,7 @@ from station.desk.demo import FAKE_SUMMARY, Demo, DemoSettings
 from station.desk.demo_panel import render_panel, snapshot
 from station.desk.embedded_broker import ENV_KIND, EmbeddedBroker, find_mosquitto, resolve_kind
 
-from conftest import wait_for
+from helpers import wait_for
 
 VENV_BIN = str(Path(sys.executable).parent)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REGION, ROOT, STATION, Mosquitto, station_config, wait_for
+from helpers import REGION, ROOT, STATION, Mosquitto, station_config, wait_for
 from station.desk.clients import make_client
 from station.outbox import Outbox, Write
 from station.protocol import parse_command, parse_complaint, Rejection

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import REGION, STATION, station_config, wait_for
+from helpers import REGION, STATION, station_config, wait_for
 from station.heartbeat import Identity, Schedule, host_figures, status
 
 SPEC_KEYS = {"v", "station", "region", "state", "at", "version", "started_at", "uptime_s",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import queue
 import time
 
-from conftest import Mosquitto, free_port, station_config, wait_for
+from helpers import Mosquitto, free_port, station_config, wait_for
 from station.config import BrokerAddress, BrokerConfig
 from station.link import Connected, Inbound, Link
 from station.protocol import Topics

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import pytest
 from rich.console import Console
 
-from conftest import HQ, STATION, Mosquitto, station_config, wait_for
+from helpers import HQ, STATION, Mosquitto, station_config, wait_for
 from station.desk.clients import connected, make_client
 from station.desk.monitor import Desk, Subscription, is_late_will, render_table
 from station.protocol import encode, rfc3339

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import HQ, Mosquitto, station_config, wait_for
+from helpers import HQ, Mosquitto, station_config, wait_for
 from station.store import Store
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import free_port, station_config
+from helpers import free_port, station_config
 
 
 def test_run_notifies_ready_without_broker_then_watchdog_and_stopping(tmp_path):

@@ -9,7 +9,7 @@ import time
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from conftest import station_config
+from helpers import station_config
 from station.config import load_config
 from station.selftest import run_selftest
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from conftest import REGION, STATION, HQ, Mosquitto, station_config, wait_for
+from helpers import REGION, STATION, HQ, Mosquitto, station_config, wait_for
 
 ENVELOPE = {"v", "type", "event_id", "seq", "station", "region", "at", "clock_synced"}
 

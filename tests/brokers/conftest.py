@@ -22,7 +22,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import free_port
+from helpers import free_port
 
 RABBITMQ_SERVER = os.environ.get("RABBITMQ_SERVER", "/usr/lib/rabbitmq/bin/rabbitmq-server")
 BOOT_TIMEOUT_S = 60.0

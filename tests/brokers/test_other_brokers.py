@@ -15,8 +15,8 @@ from typing import Any, Iterator
 
 import pytest
 
-import conftest as base
-from conftest import HQ, REGION, ROOT, STATION, station_config, wait_for
+import helpers as base
+from helpers import HQ, REGION, ROOT, STATION, station_config, wait_for
 from station.protocol import complaint_payload
 from test_fuzz_wire import fuzz_payloads
 

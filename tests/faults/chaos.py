@@ -386,7 +386,7 @@ class Dispatch:
 
     @property
     def hq_region(self) -> str:
-        from conftest import REGION
+        from helpers import REGION
         return REGION
 
     def answer_resyncs(self) -> int:

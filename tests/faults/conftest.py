@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import HQ, Mosquitto, wait_for
+from helpers import HQ, Mosquitto, wait_for
 from faults.chaos import ChaosProxy, HarnessStation
 
 _FIGURES: dict[str, dict[str, Any]] = {}

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import HQ, ROOT, REGION, Mosquitto, station_config, wait_for
+from helpers import HQ, ROOT, REGION, Mosquitto, station_config, wait_for
 from faults.chaos import ChaosProxy, Dispatch, assert_clean, wait_broker_saved
 
 TOPIC = f"{ROOT}/region/{REGION}/complaints"

@@ -9,7 +9,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import ROOT, REGION, station_config, wait_for
+from helpers import ROOT, REGION, station_config, wait_for
 from faults.chaos import Dispatch, assert_clean
 
 TOPIC = f"{ROOT}/region/{REGION}/complaints"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import ROOT, REGION, station_config, wait_for
+from helpers import ROOT, REGION, station_config, wait_for
 from faults.chaos import Dispatch, assert_clean
 
 TOPIC = f"{ROOT}/region/{REGION}/complaints"

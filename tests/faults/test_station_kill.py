@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, REGION, station_config, wait_for
+from helpers import ROOT, REGION, station_config, wait_for
 from faults.chaos import Dispatch, per_complaint, resends, seq_problems
 from station.store import Store
 

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import ROOT, REGION, STATION, station_config, wait_for
+from helpers import ROOT, REGION, STATION, station_config, wait_for
 from faults.chaos import Dispatch, assert_clean, seq_problems
 from station.store import Store
 

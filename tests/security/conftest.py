@@ -14,8 +14,8 @@ from typing import Any, Iterator
 
 import pytest
 
-import conftest as base
-from conftest import HQ, MOSQUITTO, ROOT, Mosquitto, free_port, wait_for
+import helpers as base
+from helpers import HQ, MOSQUITTO, ROOT, Mosquitto, free_port, wait_for
 from station.desk.clients import make_client
 
 REPO = Path(__file__).resolve().parents[2]

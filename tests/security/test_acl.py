@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REGION, ROOT, STATION, station_config, wait_for
+from helpers import REGION, ROOT, STATION, station_config, wait_for
 from security.conftest import DESK_USER, HQ_USER, tls_client, tls_files
 
 from security.conftest import UNREGISTERED  # noqa: E402

@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 
-from conftest import STATION, StationProcess, free_port, station_config, wait_for
+from helpers import STATION, StationProcess, free_port, station_config, wait_for
 from security.conftest import SecureBroker, SecureHQ, tls_files
 
 
