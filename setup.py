@@ -13,6 +13,12 @@ setup(
         "gpiozero>=2.0,<3",
         "pyyaml>=6",
         "sentry-sdk>=2,<3",
+        # Ed25519 for signed complaints and commands (station/signing.py, docs/SIGNING.md):
+        # libsodium adds ~1.2 MiB and verifies in ~55-75 µs here; `cryptography` adds ~10 MiB
+        # and takes ~115 µs (bench/signing.py). Imported only when keys are configured.
+        # PyPI has no armv7l/armv6l wheel of PyNaCl: there the OS package python3-nacl
+        # (Debian, Raspberry Pi OS) provides it through the venv's --system-site-packages.
+        "PyNaCl>=1.5; platform_machine != 'armv7l' and platform_machine != 'armv6l'",
     ],
     extras_require={
         # Pin libraries only exist (and only build) on the Pi.

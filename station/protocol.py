@@ -37,6 +37,11 @@ class RejectReason(StrEnum):
     WRONG_REGION = "wrong_region"
     UNSUPPORTED_VERSION = "unsupported_version"
     TOO_LARGE = "too_large"
+    # Signed messages (docs/SIGNING.md); the same values as station.signing.Reason.
+    UNSIGNED = "unsigned"
+    UNKNOWN_KEY = "unknown_key"
+    BAD_SIGNATURE = "bad_signature"
+    STALE = "stale"
 
 
 class EventType(StrEnum):
