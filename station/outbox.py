@@ -176,12 +176,13 @@ class Outbox:
         seen = [s for w in writes for s in w.seen]
         alarms = _last_per_id([a for w in writes for a in w.alarms])
         events = [e for w in writes for e in w.events]
+        meta = {k: v for w in writes for k, v in w.meta.items()}
         try:
             if not self._storage_ok:
                 self._retry_unsaved()
             if not self._storage_ok:
                 raise StorageError("earlier writes still unsaved")
-            rows = self._store.commit(seen=seen, alarms=alarms, events=events)
+            rows = self._store.commit(seen=seen, alarms=alarms, events=events, meta=meta)
         except StorageError as e:
             if not self._stored_once and self._storage_ok:
                 # Failing from this process's first write: the process before may have
@@ -197,13 +198,6 @@ class Outbox:
             rows = self._commit_each(writes, e)
         else:
             self._stored_once = True
-            meta = {k: v for w in writes for k, v in w.meta.items()}
-            try:
-                for key, value in meta.items():
-                    self._store.set_meta(key, value)
-            except StorageError as e:       # the events are stored: keep their seq
-                self._unsaved.append(Write(meta=meta))
-                self._storage_failed(str(e))
         self._mem_seq = max([self._mem_seq] + [r.seq for r in rows])
         self.pending += len(rows)
         # Events before PUBACKs: a PUBACK followed by a publish waits out the broker's
@@ -224,9 +218,7 @@ class Outbox:
         for w in writes:
             try:
                 rows += self._store.commit(seen=w.seen, alarms=_last_per_id(list(w.alarms)),
-                                           events=w.events)
-                for key, value in w.meta.items():
-                    self._store.set_meta(key, value)
+                                           events=w.events, meta=w.meta)
             except (ValueError, TypeError) as e:
                 log.error("dropped a write that cannot be stored (%d events): %s",
                           len(w.events), e)
@@ -262,12 +254,10 @@ class Outbox:
         kept = [r for r in self._mem_rows if r.seq in waiting]
         try:
             self._store.commit(seen=[s for x in w for s in x.seen],
-                               alarms=_last_per_id([a for x in w for a in x.alarms]))
+                               alarms=_last_per_id([a for x in w for a in x.alarms]),
+                               meta={k: v for x in w for k, v in x.meta.items()})
             self._store.put_outbox(kept, last_seq=self._mem_seq)
             self._store.delete_outbox(self._undeleted)
-            for x in w:
-                for key, value in x.meta.items():
-                    self._store.set_meta(key, value)
         except StorageError as e:
             self._next_retry = time.monotonic() + RETRY_S
             log.debug("storage still failing: %s", e)

@@ -198,6 +198,12 @@ class Store:
         self.outbox_max = outbox_max
         self.readonly = readonly
         self._found_empty = False
+        # The outbox's row count, kept across commits so that bounding it costs nothing per
+        # event (a COUNT(*) is O(outbox): every alarm during a long outage paid it). Valid
+        # while ``PRAGMA data_version`` still reads ``_outbox_version``, i.e. no other
+        # connection has committed since; else it is counted again inside the transaction.
+        self._outbox_n: int | None = None
+        self._outbox_version = -1
         self._conn = self._connect()
         try:
             self._setup(check)
@@ -336,6 +342,7 @@ class Store:
             self._conn.execute("COMMIT")
         except BaseException as exc:
             self._rollback()
+            self._outbox_n = None          # whatever this transaction counted is void
             if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.ProgrammingError):
                 raise StorageError(f"{self.path}: cannot {what}: {exc}") from exc
             raise
@@ -378,6 +385,7 @@ class Store:
         seen: Sequence[tuple[str, float]] = (),
         alarms: Sequence[AlarmRow] = (),
         events: Sequence[Mapping[str, Any]] = (),
+        meta: Mapping[str, str] | None = None,
     ) -> list[OutboxRow]:
         """Durably record one batch in ONE transaction and return the new outbox rows.
 
@@ -391,16 +399,21 @@ class Store:
 
         Raises ``StorageError`` (SQLite refused: disk full, read-only, …) or ``ValueError``/
         ``TypeError`` (an event cannot be serialised); either way nothing of the batch is kept.
+        ``meta``: key → value pairs stored in the same transaction (see :meth:`set_meta`).
         """
-        if not (seen or alarms or events):
+        if not (seen or alarms or events or meta):
             return []
         with self._write("record a batch") as conn:
-            conn.executemany("INSERT OR IGNORE INTO seen (complaint_id, seen_at) VALUES (?, ?)",
-                             seen)
-            conn.executemany(_ALARM_UPSERT, [astuple(a) for a in alarms])
+            if seen:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO seen (complaint_id, seen_at) VALUES (?, ?)", seen)
+            if alarms:
+                conn.executemany(_ALARM_UPSERT, [astuple(a) for a in alarms])
             rows = self._append_events(conn, events) if events else []
             if rows:
                 self._bound_outbox(conn)
+            for key, value in (meta or {}).items():
+                self._put_meta(conn, key, value)
         return rows
 
     def _append_events(self, conn: sqlite3.Connection,
@@ -410,20 +423,32 @@ class Store:
         rows = [OutboxRow(seq, ev["event_id"], ev["type"], payload)
                 for seq, (ev, payload) in enumerate(zip(events, payloads), start=first)]
         now = time.time()
+        n = self._outbox_rows_now(conn)
         conn.executemany(
             "INSERT INTO outbox (seq, event_id, type, payload, created_at) VALUES (?, ?, ?, ?, ?)",
             [(r.seq, r.event_id, r.type, r.payload, now) for r in rows])
+        self._outbox_n = n + len(rows)
         self._put_meta(conn, "seq", str(rows[-1].seq))
         return rows
 
+    def _outbox_rows_now(self, conn: sqlite3.Connection) -> int:
+        """The outbox's row count inside a write transaction: the kept one, or counted again
+        when another connection has committed since it was kept (or it never was)."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if self._outbox_n is None or version != self._outbox_version:
+            self._outbox_n = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            self._outbox_version = version
+        return self._outbox_n
+
     def _bound_outbox(self, conn: sqlite3.Connection) -> None:
-        excess = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] - self.outbox_max
+        excess = self._outbox_rows_now(conn) - self.outbox_max
         if excess <= 0:
             return
         dropped = conn.execute(
             "DELETE FROM outbox WHERE seq IN "
             "(SELECT seq FROM outbox WHERE type != 'ack' ORDER BY seq LIMIT ?)", (excess,)
         ).rowcount
+        self._outbox_n = self._outbox_rows_now(conn) - dropped
         if dropped:
             self._bump(conn, "outbox_dropped", dropped)
             log.warning("%s: outbox over %d rows: dropped the %d oldest non-ack events",
@@ -472,7 +497,9 @@ class Store:
         params = [(int(s),) for s in seqs]
         if params:
             with self._write("delete confirmed events") as conn:
-                conn.executemany("DELETE FROM outbox WHERE seq = ?", params)
+                n = self._outbox_rows_now(conn)
+                deleted = conn.executemany("DELETE FROM outbox WHERE seq = ?", params).rowcount
+                self._outbox_n = n - deleted
 
     def put_outbox(self, rows: Sequence[OutboxRow], *, last_seq: int) -> None:
         """Store events numbered while the database could not be written: they keep their
@@ -480,10 +507,12 @@ class Store:
         present are kept as they are; the ``seq`` counter is raised to ``last_seq``."""
         now = time.time()
         with self._write("store events kept in memory") as conn:
-            conn.executemany(
+            n = self._outbox_rows_now(conn)
+            added = conn.executemany(
                 "INSERT OR IGNORE INTO outbox (seq, event_id, type, payload, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                [(r.seq, r.event_id, r.type, r.payload, now) for r in rows])
+                [(r.seq, r.event_id, r.type, r.payload, now) for r in rows]).rowcount
+            self._outbox_n = n + max(0, added)
             if last_seq > self._int_meta(conn, "seq"):
                 self._put_meta(conn, "seq", str(last_seq))
             if rows:
@@ -572,6 +601,7 @@ class Store:
                 return False
             other.set_meta("fallback_of", "")
             other._conn.backup(self._conn)
+        self._outbox_n = None                 # replaced content: count it again
         return True
 
     # --- lifetime -----------------------------------------------------------------------

@@ -159,6 +159,38 @@ def test_outbox_bound_keeps_every_ack_beyond_bound(db: Path) -> None:
         assert s.outbox_count() == 6
 
 
+def test_outbox_bound_counts_other_connections_changes(db: Path) -> None:
+    """The kept row count follows rows another connection added or deleted meanwhile."""
+    with Store(db, outbox_max=4) as s, Store(db, outbox_max=4, check=False) as other:
+        s.commit(events=[event(1), event(2)])
+        other.put_outbox([OutboxRow(10, "ev-10", "alerting", b"{}")], last_seq=10)
+        s.commit(events=[event(11), event(12)])            # 5 rows: the oldest goes
+        assert [r.seq for r in s.outbox_rows()] == [2, 10, 11, 12]
+        other.delete_outbox([2, 10, 11])
+        s.commit(events=[event(13), event(14), event(15)])   # 4 rows: none goes
+        assert [r.seq for r in s.outbox_rows()] == [12, 13, 14, 15]
+        assert s.outbox_dropped() == 1
+
+
+def test_outbox_bound_after_a_rolled_back_batch(db: Path) -> None:
+    with Store(db, outbox_max=3) as s:
+        s.commit(events=[event(1), event(2)])
+        with pytest.raises(ValueError):
+            s.commit(events=[event(3), {"type": "alerting"}])
+        s.commit(events=[event(4)])
+        assert s.outbox_count() == 3 and s.outbox_dropped() == 0
+
+
+def test_commit_stores_meta_in_the_same_transaction(store: Store) -> None:
+    (row,) = store.commit(events=[event(1)], meta={"session_known": "1"})
+    assert row.seq == 1 and store.get_meta("session_known") == "1"
+    assert store.commit(meta={"faults": "[]"}) == []
+    assert store.get_meta("faults") == "[]"
+    with pytest.raises(ValueError):
+        store.commit(events=[{"type": "ack"}], meta={"faults": "[\"gpio\"]"})
+    assert store.get_meta("faults") == "[]"      # rolled back with the batch
+
+
 # --- seen ids ------------------------------------------------------------------------------
 
 def test_seen_insert_ignores_existing(store: Store) -> None:
