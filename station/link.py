@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import ssl
 import sys
 import threading
@@ -141,6 +142,7 @@ class Link:
         if self.broker.username is not None:
             c.username_pw_set(self.broker.username, self.broker.password())
         self._set_delay(c)
+        c.on_socket_open = self._guard(self._on_socket_open)
         c.on_pre_connect = self._guard(self._on_pre_connect)
         c.on_connect = self._guard(self._on_connect)
         c.on_connect_fail = self._guard(self._on_connect_fail)
@@ -221,6 +223,11 @@ class Link:
                               fn.__name__)
         return guarded
 
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        # Nagle off: a small write (a PUBACK, a status) must not hold back the next one — an
+        # `alerting` — until the broker's delayed ACK, ~40 ms (FIELD-NOTES, bench/).
+        _setsockopt(sock, socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
         self._attempt_failed = False
         self.session = self._next_session()
@@ -280,6 +287,7 @@ class Link:
             self._failed(client, rotate=True)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        _ack_segment_now(client)
         try:
             try:
                 topic: str | None = msg.topic
@@ -298,6 +306,7 @@ class Link:
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
+        _ack_segment_now(client)
         if getattr(reason, "is_failure", False):
             log.error("broker refused publish mid=%d: reason_code=%s", mid, reason)
         self._sink(Delivered(mid))
@@ -335,6 +344,31 @@ class Link:
             # complaints at every process start.
             kwargs = {"clean_start": False, "properties": props}
         self._client.connect_async(address.host, address.port, self.broker.keepalive, **kwargs)
+
+
+def _ack_segment_now(client: mqtt.Client) -> None:
+    """ACK what was just read at once instead of after the delayed-ACK timer (~40 ms).
+
+    A broker with Nagle on (mosquitto's default ``set_tcp_nodelay false``) holds its next
+    packet to this station — the next complaint — while its last small one (a PUBACK) is
+    unacknowledged; the station often has nothing to send that would carry the ACK. Linux
+    resets quick-ack mode on its own, so it is set after every packet read (one syscall);
+    setting it also sends an ACK already pending. Elsewhere it does not exist: no-op.
+    """
+    if _QUICKACK is not None:
+        _setsockopt(client.socket(), socket.IPPROTO_TCP, _QUICKACK, 1)
+
+
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+
+def _setsockopt(sock: Any, level: int, option: int, value: int) -> None:
+    """Best effort: a socket already closed, or a transport without the option, is left."""
+    try:
+        if sock is not None:
+            sock.setsockopt(level, option, value)
+    except (OSError, AttributeError, ValueError):
+        pass
 
 
 def _raw_payload(msg: Any) -> bytes:

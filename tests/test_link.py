@@ -82,3 +82,18 @@ def _drain(q):
             out.append(q.get_nowait())
         except queue.Empty:
             return out
+
+
+def test_socket_has_nagle_off(broker):
+    """TCP_NODELAY on the station's socket: a small write (PUBACK, status) never holds back
+    the next event until the broker's delayed ACK (bench/: 40 ms steps back to back)."""
+    import socket
+
+    link = make_link(BrokerConfig("127.0.0.1", broker.port), lambda item: None)
+    link.start()
+    try:
+        assert link.wait_connected(5)
+        sock = link._client.socket()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        link.stop()
