@@ -1,9 +1,9 @@
 """``polres-station``: the station's own subcommands, and the table of the desk's (docs/CLI.md).
 
 The station side (``run``, ``check-config``, ``status``, ``history``, ``outputs-off``,
-``quarantine-db``, ``selftest``, ``firmware-config``) runs on the Pi. The desk and HQ side
-(``send-complaint``, ``monitor``, ``demo``) lives in :mod:`station.desk` and is imported only
-when its subcommand is chosen. Exit codes: :class:`station.terminal.Exit`.
+``quarantine-db``, ``selftest``, ``firmware-config``, ``timesync-config``) runs on the Pi.
+The desk and HQ side (``send-complaint``, ``monitor``, ``demo``) lives in :mod:`station.desk`
+and is imported only when its subcommand is chosen. Exit codes: :class:`station.terminal.Exit`.
 """
 from __future__ import annotations
 
@@ -232,6 +232,8 @@ PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
     "selftest": ("technician's self-test: siren, beacon, button, feedback", "station.selftest"),
     "firmware-config": ("render the Raspberry Pi boot config (config.txt lines)",
                         "station.firmware"),
+    "timesync-config": ("print the systemd-timesyncd drop-in for time.ntp_servers",
+                        "station.timesync"),
     "demo": ("the station on an embedded broker with simulated GPIO and HQ",
              "station.desk.demo"),
     "monitor": ("the national desk's live view of every station", "station.desk.monitor"),

@@ -12,10 +12,12 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import timezone, tzinfo
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Hashable, Iterable, Mapping
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -161,6 +163,18 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class TimeConfig:
+    """Clock settings. Wire times are always UTC; ``display_tz`` only changes what people read."""
+
+    ntp_servers: tuple[str, ...] = ()  # empty: the operating system's NTP servers are kept
+    display_tz: str = "UTC"            # IANA zone for local times printed by history/status
+
+    def zone(self) -> tzinfo:
+        """``display_tz`` as a tzinfo (validated at load). UTC needs no time-zone database."""
+        return timezone.utc if self.display_tz == "UTC" else ZoneInfo(self.display_tz)
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationIdentity
     broker: BrokerConfig
@@ -171,6 +185,7 @@ class Config:
     storage: StorageConfig = StorageConfig()
     sentry: SentryConfig = SentryConfig()
     logging: LoggingConfig = LoggingConfig()
+    time: TimeConfig = TimeConfig()
     source: Path | None = field(default=None, compare=False)
 
 
@@ -676,8 +691,62 @@ def _level(s: _Section) -> LoggingConfig:
     return LoggingConfig(level=level.upper())
 
 
+# --- time: NTP servers for systemd-timesyncd, the zone people read times in -------------------
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def _ntp_host_reason(host: Any) -> str | None:
+    """Why ``host`` is not an NTP server name or IP address (timesyncd takes no port), or None."""
+    if not isinstance(host, str) or not host.strip():
+        return f"expected a host name or IP address, got {_got(host)}"
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    labels = host.removesuffix(".").split(".")
+    if len(host) <= 253 and all(_HOST_LABEL.match(label) for label in labels):
+        return None
+    return f"{host!r} is not a host name or IP address (no scheme, no port, no spaces)"
+
+
+def _ntp_servers(s: _Section) -> tuple[str, ...]:
+    value = s.raw("ntp_servers")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        s.problems.add(s.key("ntp_servers"), f"expected a list of host names, got {_got(value)}")
+        return ()
+    out: list[str] = []
+    for i, item in enumerate(value):
+        path = f"{s.key('ntp_servers')}[{i}]"
+        reason = _ntp_host_reason(item)
+        if reason:
+            s.problems.add(path, reason)
+        elif item in out:
+            s.problems.add(path, f"{item!r} is listed twice")
+        else:
+            out.append(item)
+    return tuple(out)
+
+
+def _zone_reason(name: str) -> str | None:
+    """Why ``name`` is not an IANA time zone known to this system, or None."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return f"{name!r} is not a known IANA time zone (e.g. Asia/Jakarta, Asia/Makassar, UTC)"
+    return None
+
+
+def _time(s: _Section) -> TimeConfig:
+    return TimeConfig(ntp_servers=_ntp_servers(s),
+                      display_tz=s.text("display_tz", TimeConfig.display_tz, _zone_reason))
+
+
 _SECTIONS = ("station", "broker", "topics", "gpio", "alarm", "heartbeat", "storage", "sentry",
-             "logging")
+             "logging", "time")
 
 
 def parse_config(data: Any, *, source: Path | None = None,
@@ -711,6 +780,7 @@ def parse_config(data: Any, *, source: Path | None = None,
         storage=_storage(sec("storage", ("path", "outbox_max"))),
         sentry=_sentry(sec("sentry", ("dsn", "dsn_file", "environment")), env),
         logging=_level(sec("logging", ("level",))),
+        time=_time(sec("time", ("ntp_servers", "display_tz"))),
         source=source)
     problems.raise_if_any(source)
     return config
