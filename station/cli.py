@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, tzinfo
 from typing import Any, Callable, Sequence
 
 from . import __version__, terminal
@@ -75,10 +75,26 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
-def _open_readonly(args: argparse.Namespace) -> Any:
-    from .store import Store
-    config = load_config_arg(args)
-    return Store(config.storage.path, readonly=True)
+def _open_readonly(config: Any) -> Any:
+    """The state database, read-only; None when there is none yet (the station has not run:
+    it creates the file on its first start). Other problems raise StorageError (exit 74)."""
+    from .store import NoDatabase, Store
+    try:
+        return Store(config.storage.path, readonly=True)
+    except NoDatabase:
+        return None
+
+
+def _never_run(config: Any, what: str, *, json_out: bool) -> None:
+    """Say that the station has not run yet (on stderr under ``--json``, whose stdout stays
+    machine-readable)."""
+    print(f"the station has not run yet: {what} (no state database at {config.storage.path}; "
+          "the station creates it when it first starts)",
+          file=sys.stderr if json_out else sys.stdout)
+
+
+NEVER_RUN_STATUS: dict[str, Any] = {"alarms": [], "outbox_pending": 0, "last_seq": 0,
+                                    "session": 0, "faults": {}}
 
 
 def cmd_quarantine_db(args: argparse.Namespace) -> int:
@@ -115,16 +131,26 @@ def cmd_quarantine_db(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with _open_readonly(args) as store:
+    config = load_config_arg(args)
+    zone = config.time.zone()
+    store = _open_readonly(config)
+    if store is None:
+        _never_run(config, "no alarms, nothing queued", json_out=args.json)
+        if args.json:
+            print(json.dumps({**NEVER_RUN_STATUS, "has_run": False}, indent=2))
+        return Exit.OK
+    with store:
         now = time.time()
         active = store.active_alarms()
         doc = {
             "alarms": [{"complaint_id": a.complaint_id, "priority": a.priority,
+                        "alerted_at": a.alerted_at,
                         "age_s": round(now - a.alerted_at, 1), "escalated": a.escalated,
                         "silenced": a.silenced} for a in active],
             "outbox_pending": store.outbox_count(), "last_seq": store.last_seq(),
             "session": int(store.get_meta("session") or 0),
             "faults": json.loads(store.get_meta("faults") or "{}"),
+            "has_run": True,
         }
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -132,31 +158,50 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"active alarms: {len(active)}")
     for a in doc["alarms"]:
         flags = " escalated" * a["escalated"] + " silenced" * a["silenced"]
-        print(f"  {a['complaint_id']:<32} {a['priority']:<9} {a['age_s']:>9.1f} s{flags}")
+        print(f"  {a['complaint_id']:<32} {a['priority']:<9} since "
+              f"{_when(a['alerted_at'], zone)} {_zone_label(zone)} {a['age_s']:>9.1f} s{flags}")
     print(f"outbox pending: {doc['outbox_pending']} (last seq {doc['last_seq']})")
     print(f"faults: {', '.join(doc['faults']) or 'none'}")
     return Exit.OK
 
 
-def _when(wall: float | None) -> str:
+def _when(wall: float | None, zone: tzinfo) -> str:
+    """A wall-clock time (Unix seconds) as local ``YYYY-MM-DD HH:MM:SS`` in ``zone``."""
     if wall is None:
         return "-"
-    return datetime.fromtimestamp(wall, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(wall, tz=zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _zone_label(zone: tzinfo) -> str:
+    """The zone's abbreviation now (``WIB`` for Asia/Jakarta, ``UTC``) for column headers."""
+    return datetime.now(zone).strftime("%Z")
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    with _open_readonly(args) as store:
+    """Rows newest first; the text table prints times in ``time.display_tz``, ``--json``
+    keeps Unix seconds (UTC, as on the wire)."""
+    config = load_config_arg(args)
+    zone = config.time.zone()
+    store = _open_readonly(config)
+    if store is None:
+        _never_run(config, "no history", json_out=args.json)
+        if args.json:
+            print("[]")
+        return Exit.OK
+    with store:
         rows = store.history(limit=args.limit)
     if args.json:
         from dataclasses import asdict
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return Exit.OK
-    print(f"{'alerted (UTC)':<20} {'complaint':<28} {'priority':<9} {'state':<6} "
-          f"{'acked (UTC)':<20} {'how':<7} {'by':<12} {'ack ms':>9}")
+    label = _zone_label(zone)
+    print(f"{f'alerted ({label})':<20} {'complaint':<28} {'priority':<9} {'state':<6} "
+          f"{f'acked ({label})':<20} {'how':<7} {'by':<12} {'ack ms':>9}")
     for r in rows:
         lat = "-" if r.ack_latency_ms is None else f"{r.ack_latency_ms:.0f}"
-        print(f"{_when(r.alerted_at):<20} {r.complaint_id:<28} {r.priority:<9} {r.state:<6} "
-              f"{_when(r.acked_at):<20} {r.ack_method or '-':<7} {r.ack_by or '-':<12} {lat:>9}")
+        print(f"{_when(r.alerted_at, zone):<20} {r.complaint_id:<28} {r.priority:<9} "
+              f"{r.state:<6} {_when(r.acked_at, zone):<20} {r.ack_method or '-':<7} "
+              f"{r.ack_by or '-':<12} {lat:>9}")
     return Exit.OK
 
 

@@ -80,6 +80,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+class NoDatabase(StorageError):
+    """A read-only open found no database file: the station has not run yet (it creates the
+    file on its first start). Not a fault: ``status``/``history`` say so and exit 0."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"{path}: no state database here")
+
+
 class CorruptDatabase(StorageError):
     """The file is not an SQLite database, or is corrupt or truncated.
 
@@ -216,8 +225,10 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         try:
             if self.readonly:
+                if not self.path.exists():
+                    raise NoDatabase(self.path)
                 if not self.path.is_file():
-                    raise StorageError(f"{self.path}: no state database here")
+                    raise StorageError(f"{self.path}: not a file")
                 uri = self.path.resolve().as_uri() + "?mode=ro"
                 return self._open(uri, uri=True)
             self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)

@@ -132,3 +132,51 @@ def test_send_complaint_refuses_bad_broker_address_with_usage_error(text):
     r = run_cli("send-complaint", "--broker", text, "--region", "r1")
     assert r.returncode == 2, r.stderr
     assert "--broker" in r.stderr and "Traceback" not in r.stderr
+
+
+# --- day one: before the first run; local times -----------------------------------------------
+
+@pytest.mark.parametrize("command", ["status", "history"])
+def test_before_the_first_run_says_so_and_exits_0(tmp_path, command):
+    cfg = station_config(tmp_path, 1883)
+    r = run_cli(command, "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert "has not run yet" in r.stdout and "unusable" not in r.stdout + r.stderr
+    r = run_cli(command, "-c", str(cfg), "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc == [] if command == "history" else (doc["alarms"] == [] and not doc["has_run"])
+    assert not (tmp_path / "state").exists()   # a read-only look creates nothing
+
+
+def test_status_refuses_a_database_path_that_is_a_directory(tmp_path):
+    cfg = station_config(tmp_path, 1883)
+    (tmp_path / "state" / "state.db").mkdir(parents=True)
+    r = run_cli("status", "-c", str(cfg))
+    assert r.returncode == 74 and "state database unusable" in r.stderr
+
+
+def test_history_and_status_print_times_in_display_tz(tmp_path):
+    from station.store import AlarmRow, Store
+    alerted = 1_780_000_000.0                      # 2026-05-28 20:26:40 UTC
+    db = tmp_path / "state" / "state.db"
+    with Store(db) as store:
+        store.commit(alarms=[
+            AlarmRow("tz-acked", "urgent", None, None, "acked", alerted, acked_at=alerted + 65,
+                     ack_method="button", ack_latency_ms=65000.0),
+            AlarmRow("tz-active", "normal", None, None, "active", alerted + 3600)])
+    utc = station_config(tmp_path, 1883)
+    r = run_cli("history", "-c", str(utc))
+    assert r.returncode == 0, r.stderr
+    assert "alerted (UTC)" in r.stdout and "2026-05-28 20:26:40" in r.stdout
+    jakarta = station_config(tmp_path, 1883, time={"display_tz": "Asia/Jakarta"})
+    r = run_cli("history", "-c", str(jakarta))
+    assert r.returncode == 0, r.stderr
+    acked = next(ln for ln in r.stdout.splitlines() if "tz-acked" in ln)
+    assert "alerted (WIB)" in r.stdout
+    assert acked.startswith("2026-05-29 03:26:40") and "2026-05-29 03:27:45" in acked
+    r = run_cli("status", "-c", str(jakarta))
+    assert "since 2026-05-29 04:26:40 WIB" in r.stdout, r.stdout
+    # --json keeps wire time: Unix seconds, not local text
+    rows = json.loads(run_cli("history", "-c", str(jakarta), "--json").stdout)
+    assert {row["alerted_at"] for row in rows} == {alerted, alerted + 3600}
