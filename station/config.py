@@ -582,17 +582,32 @@ def _gpio(s: _Section) -> GpioConfig:
 
 
 def _duplicate_pins(gpio: GpioConfig, s: _Section) -> None:
-    """Two roles on one pin: name both key paths."""
+    """Two roles on one pin: name both key paths.
+
+    A pin that was refused (its problem is already recorded) stands in as its default in
+    ``gpio``: it takes no part here, or ``siren.pin: 41`` + ``beacon.pin: 17`` would also
+    report GPIO 17 (the siren's default) as taken.
+    """
     used: dict[int, str] = {}
     for role in ("siren", "beacon", "ack_button", "siren_feedback"):
         conf = getattr(gpio, role)
-        if conf is None or conf.pin not in BCM_PINS:
+        if conf is None or conf.pin not in BCM_PINS or not _pin_as_given(s, role, conf.pin):
             continue
         path = f"{s.path}.{role}.pin"
         if conf.pin in used:
             s.problems.add(path, f"GPIO {conf.pin} is already used by {used[conf.pin]}")
         else:
             used[conf.pin] = path
+
+
+def _pin_as_given(s: _Section, role: str, pin: int) -> bool:
+    """True when ``pin`` is what ``gpio.<role>.pin`` says, or the key is absent (the default
+    then applies); False when the given value was refused and replaced."""
+    section = s.raw(role)
+    if not isinstance(section, Mapping) or "pin" not in section:
+        return section is None or isinstance(section, Mapping)
+    given = section["pin"]
+    return isinstance(given, int) and not isinstance(given, bool) and given == pin
 
 
 def _one_of(choices: tuple[str, ...]) -> _Check:

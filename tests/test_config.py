@@ -403,6 +403,25 @@ def test_duplicate_pins_name_both_key_paths(tmp_path: Path) -> None:
     assert found == ["gpio.beacon.pin: GPIO 17 is already used by gpio.siren.pin"]
 
 
+@pytest.mark.parametrize("gpio, expected", [
+    # an invalid pin must not stand in as its default (17) in the duplicate check
+    ({"siren": {"pin": 41}, "beacon": {"pin": 17}},
+     ["gpio.siren.pin: 41 is not a BCM GPIO (0–27)"]),
+    ({"siren": {"pin": "17"}, "beacon": {"pin": 17}},
+     ["gpio.siren.pin: expected an integer, got string '17'"]),
+    ({"siren": 17, "beacon": {"pin": 17}},
+     ["gpio.siren: expected a mapping, got integer 17"]),
+    ({"beacon": {"pin": 99}, "ack_button": {"pin": 27}},
+     ["gpio.beacon.pin: 99 is not a BCM GPIO (0–27)"]),
+    # a valid pin that clashes with a default still does
+    ({"siren": None, "beacon": {"pin": 17}},
+     ["gpio.beacon.pin: GPIO 17 is already used by gpio.siren.pin"]),
+])
+def test_invalid_pin_is_not_a_duplicate_of_its_default(tmp_path: Path, gpio: dict[str, Any],
+                                                       expected: list[str]) -> None:
+    assert problems(tmp_path, {"gpio": gpio}) == expected
+
+
 def test_feedback_pin_clash(tmp_path: Path) -> None:
     found = problems(tmp_path, {"gpio": {"siren_feedback": {"pin": 22}}})
     assert found == ["gpio.siren_feedback.pin: GPIO 22 is already used by gpio.ack_button.pin"]
