@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Station benchmarks (SPEC §7, issue 6): how fast the siren answers, how little it costs.
+"""Station benchmarks (docs/PERFORMANCE.md, issue 6): how fast the siren answers, how little it costs.
 
     .venv/bin/python bench/run.py            # full run (~11 min): bench/results.json + table
     .venv/bin/python bench/run.py --quick    # seconds, fewer samples (the test suite runs this)
@@ -30,7 +30,7 @@ broker's ``set_tcp_nodelay false`` (mosquitto's default) and once with ``true``.
 Results: ``bench/results.json`` (``--out``; a ``--quick`` run defaults elsewhere). Plain keys are the default broker setting
 (``set_tcp_nodelay false``); ``nodelay_false`` / ``nodelay_true`` hold each setting's figures.
 A full run also refreshes the table in docs/PERFORMANCE.md (between its bench markers).
-No figure is asserted here: the table says pass/miss against the SPEC §7 targets.
+No figure is asserted here: the table says pass/miss against the targets of docs/PERFORMANCE.md.
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ COMPLAINTS = f"{ROOT}/region/{REGION}/complaints"
 PRIORITIES = ("emergency", "urgent", "normal")
 SUMMARY = ("Pelapor melihat dua orang mencurigakan mencoba membuka paksa pintu rumah "
            "tetangga di Jl. Merdeka, mohon segera dikirim petugas.")
-BOUNCE_MS = 50           # the station's default ack_button.bounce_ms (SPEC §3.2)
+BOUNCE_MS = 50           # the station's default ack_button.bounce_ms (docs/BEHAVIOUR.md §2)
 PRESS_DELAY_S = 0.0      # complaint → button press
 QUIET_MARGIN_S = 0.005
 TIMEOUT_S = 30.0
@@ -887,7 +887,7 @@ def table(results: dict[str, Any]) -> str:
             figures.setdefault(fig, target)
     heads = {"nodelay_false": "broker `set_tcp_nodelay false` (default)",
              "nodelay_true": "broker `set_tcp_nodelay true`"}
-    lines = ["| figure | SPEC §7 target | " + " | ".join(
+    lines = ["| figure | target | " + " | ".join(
         f"{heads[k]} | " for k in settings) + "|",
         "|---|---|" + "---|---|" * len(settings)]
     mark = {True: "pass", False: "**MISS**", None: ""}

@@ -1,4 +1,4 @@
-"""The alarm machine (SPEC §3.1–3.2): pure; inputs in, decisions out.
+"""The alarm machine (docs/BEHAVIOUR.md §1–2): pure; inputs in, decisions out.
 
 It never reads a clock, touches a pin, a disk or a socket: every input carries no time of its
 own except where the edge time matters, and ``handle(input, now)`` takes the monotonic ``now``
@@ -278,7 +278,7 @@ class Machine:
 
     @property
     def button_state(self) -> str:
-        """``released``, ``pressed`` or ``stuck`` (SPEC §2.3)."""
+        """``released``, ``pressed`` or ``stuck`` (docs/INTERFACE.md §5–6)."""
         if self._button.stuck:
             return "stuck"
         return "pressed" if self._button.pressed else "released"

@@ -1,8 +1,8 @@
-"""Station configuration: YAML → frozen, validated dataclasses (SPEC §4).
+"""Station configuration: YAML → frozen, validated dataclasses (docs/BEHAVIOUR.md §5).
 
 ``load_config(path)`` / ``parse_config(data)`` return a frozen ``Config`` or raise one
 ``ConfigError`` listing every problem as ``"key.path: reason"``. ``boot_safety_warnings`` flags
-relays that would switch on while the Pi boots (SPEC §3.4).
+relays that would switch on while the Pi boots (docs/BEHAVIOUR.md §4).
 """
 from __future__ import annotations
 
@@ -189,7 +189,7 @@ class Config:
     source: Path | None = field(default=None, compare=False)
 
 
-# --- loading and validation (SPEC §4) ---------------------------------------------------------
+# --- loading and validation (docs/BEHAVIOUR.md §5) ---------------------------------------------------------
 #
 # Every check records a problem and carries on with the default, so one run reports everything
 # wrong with the file. Nothing is raised until the whole document has been read.
@@ -202,7 +202,7 @@ DEFAULT_PORT, DEFAULT_TLS_PORT = 1883, 8883
 _PROTOCOLS = {"5": "5", "5.0": "5", "3.1.1": "3.1.1", "311": "3.1.1"}
 _TOP = "(top level)"
 
-# At reset GPIO 0–8 are pulled up and 9–27 pulled down (SPEC §3.4). A relay is off during boot
+# At reset GPIO 0–8 are pulled up and 9–27 pulled down (docs/BEHAVIOUR.md §4). A relay is off during boot
 # when the reset pull matches its "off" level. GPIO 0–3 (HAT ID EEPROM, I2C) are left out.
 SAFE_PINS_ACTIVE_LOW: tuple[int, ...] = (4, 5, 6, 7, 8)
 SAFE_PINS_ACTIVE_HIGH: tuple[int, ...] = tuple(range(9, 28))
@@ -650,7 +650,7 @@ def _alarm(s: _Section) -> AlarmConfig:
         selftest_hold_s=selftest, stuck_hold_s=stuck,
         feedback_timeout_s=s.number("feedback_timeout_s", d.feedback_timeout_s, _above(0)),
         seen_ids_days=s.integer("seen_ids_days", d.seen_ids_days, _at_least(
-            30, " (SPEC §3.1: complaint ids are remembered at least 30 days)")),
+            30, " (docs/BEHAVIOUR.md §1: complaint ids are remembered at least 30 days)")),
         seen_ids_max=s.integer("seen_ids_max", d.seen_ids_max, _at_least(1000)))
 
 
@@ -866,7 +866,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     return parse_config(_read_yaml(path), source=path, env=env)
 
 
-# --- boot safety (SPEC §3.4) --------------------------------------------------------------------
+# --- boot safety (docs/BEHAVIOUR.md §4) --------------------------------------------------------------------
 
 def boot_safety_warnings(gpio: GpioConfig) -> list[str]:
     """Outputs that would be ON while the Pi boots, before ``config.txt`` ``gpio=`` lines act.

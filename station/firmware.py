@@ -1,4 +1,4 @@
-"""Raspberry Pi boot configuration rendered from the station config (SPEC §3.4).
+"""Raspberry Pi boot configuration rendered from the station config (docs/BEHAVIOUR.md §4).
 
 ``render_boot_config(config)`` gives the ``config.txt`` lines that put every relay *off* from
 the moment the firmware reads the file (a few seconds after power-on, before Linux starts),

@@ -1,4 +1,4 @@
-"""GPIO: the siren and beacon relays, the acknowledge button, the siren feedback (SPEC §3.1, §3.2, §3.4).
+"""GPIO: the siren and beacon relays, the acknowledge button, the siren feedback (docs/BEHAVIOUR.md §1, §2, §4).
 
 Thin gpiozero wrappers, each with one job:
 

@@ -1,4 +1,4 @@
-"""The retained status document (SPEC §2.3) and the host figures it carries.
+"""The retained status document (docs/INTERFACE.md §5–6) and the host figures it carries.
 
 Host probes read files the kernel already keeps (no subprocesses): they are cheap enough for
 every heartbeat and return None where the machine has no such figure (not a Pi).

@@ -1,4 +1,4 @@
-"""The MQTT link (SPEC §2, §3.3): paho 2.x, persistent session, manual ack, will, failover.
+"""The MQTT link (docs/INTERFACE.md §9; docs/BEHAVIOUR.md §3): paho 2.x, persistent session, manual ack, will, failover.
 
 Callbacks run on paho's network thread and only translate and hand over to ``sink``; an
 exception in one is logged and never reaches paho (it would kill the network thread silently).
@@ -178,7 +178,7 @@ class Link:
     @property
     def alive(self) -> bool:
         """False once paho's network thread has died (an exception inside paho itself: it
-        dies silently and ``connected`` stays True, FIELD-NOTES)."""
+        dies silently and ``connected`` stays True, docs/FIELD-NOTES.md §1)."""
         return self._thread is None or self._thread.is_alive()
 
     @property

@@ -1,4 +1,4 @@
-"""The outbox thread (SPEC §3.3): durable first, then publish in ``seq`` order, then PUBACK.
+"""The outbox thread (docs/BEHAVIOUR.md §3): durable first, then publish in ``seq`` order, then PUBACK.
 
 It owns the write connection to the store, so the alarm loop never waits on a disk or a
 socket. Jobs queued close together are committed in one transaction (group commit).
@@ -201,7 +201,7 @@ class Outbox:
         self._mem_seq = max([self._mem_seq] + [r.seq for r in rows])
         self.pending += len(rows)
         # Events before PUBACKs: a PUBACK followed by a publish waits out the broker's
-        # delayed ACK under Nagle (FIELD-NOTES); the publish draws an immediate PUBACK.
+        # delayed ACK under Nagle (docs/FIELD-NOTES.md §5); the publish draws an immediate PUBACK.
         if self._caught_up:
             self._ready.extend(rows)
         self._pump()

@@ -1,4 +1,4 @@
-"""The national interface, version 1 (SPEC §2): topics, parsing, payload building. Pure.
+"""The national interface, version 1 (docs/INTERFACE.md): topics, parsing, payload building. Pure.
 
 The only place that knows topic names. Parsers never raise on bad input: they return a
 ``Rejection`` that becomes a ``rejected`` event.
@@ -222,7 +222,7 @@ def _rfc3339(value: str | None) -> str | None:
 
 
 def parse_complaint(payload: bytes, *, region: str) -> Complaint | Rejection:
-    """A complaint for ``region`` (SPEC §2.1), or the reason it is refused. Never raises."""
+    """A complaint for ``region`` (docs/INTERFACE.md §3), or the reason it is refused. Never raises."""
     doc: Any = None
     try:
         doc = _decode(payload)
@@ -250,7 +250,7 @@ def _complaint(doc: Mapping[str, Any], region: str) -> Complaint:
 
 
 def parse_command(payload: bytes, *, retained: bool = False) -> Command | Rejection:
-    """A command (SPEC §2.4), or the reason it is refused. Never raises.
+    """A command (docs/INTERFACE.md §7), or the reason it is refused. Never raises.
 
     A retained command is refused (it would replay at every restart); an unknown ``cmd`` is
     returned as a ``Command`` so the caller answers it ``ok: false``.

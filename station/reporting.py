@@ -1,4 +1,4 @@
-"""Error reporting to Sentry (SPEC §6), off unless a DSN is configured.
+"""Error reporting to Sentry (docs/BEHAVIOUR.md §6), off unless a DSN is configured.
 
 ``init_sentry(config, release=…)`` imports ``sentry_sdk`` only when ``config.sentry.dsn`` is
 set, so a station without Sentry never pays for the import. Events leave through the SDK's

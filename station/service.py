@@ -3,7 +3,7 @@
 Threads: paho's network thread and gpiozero's pin threads only enqueue into ``Station._inbox``;
 the outbox thread writes and publishes. This loop takes inputs, asks the alarm machine, drives
 the relays at once, and hands the durable part to the outbox. It never blocks on a disk or a
-socket, so relays switch on time whatever the network does (SPEC §3.1).
+socket, so relays switch on time whatever the network does (docs/BEHAVIOUR.md §1).
 """
 from __future__ import annotations
 

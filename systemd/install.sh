@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install, upgrade or remove the Polres 110 station service on a Raspberry Pi (SPEC §6).
+# Install, upgrade or remove the Polres 110 station service on a Raspberry Pi (docs/BEHAVIOUR.md §6).
 # Idempotent: run it again after `git pull` to upgrade; an existing station.yaml is never touched.
 #
 #   sudo systemd/install.sh                  install or upgrade

@@ -1,4 +1,4 @@
-"""The alarm machine, rule by rule (SPEC §3.1–3.2), with a fake clock: no sleeping."""
+"""The alarm machine, rule by rule (docs/BEHAVIOUR.md §1–2), with a fake clock: no sleeping."""
 from __future__ import annotations
 
 import pytest

@@ -1,6 +1,6 @@
 """The benchmark never rots: ``bench/run.py --quick`` runs once here and must write every key.
 
-No timing thresholds (SPEC §7: the targets are reported by the benchmark, not asserted by
+No timing thresholds (docs/PERFORMANCE.md: the targets are reported by the benchmark, not asserted by
 tests); only that each figure exists and is a sane number. The quick run writes into tmp_path,
 so the committed bench/results.json (from a full run) is left alone.
 """
@@ -76,7 +76,7 @@ def test_quick_run_writes_every_key(quick: tuple[dict[str, Any], str]) -> None:
 def test_quick_run_prints_the_table_beside_the_targets(
         quick: tuple[dict[str, Any], str]) -> None:
     _, stdout = quick
-    assert "| figure | SPEC §7 target |" in stdout
+    assert "| figure | target |" in stdout
     assert "set_tcp_nodelay false" in stdout and "set_tcp_nodelay true" in stdout
     assert "complaint → siren relay on" in stdout and "pass" in stdout
 

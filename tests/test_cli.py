@@ -1,4 +1,4 @@
-"""The command line as a technician and HQ use it (SPEC §5): output and exit codes."""
+"""The command line as a technician and HQ use it (docs/CLI.md): output and exit codes."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Raspberry Pi boot configuration rendered from the station config (SPEC §3.4)."""
+"""Raspberry Pi boot configuration rendered from the station config (docs/BEHAVIOUR.md §4)."""
 from __future__ import annotations
 
 from pathlib import Path

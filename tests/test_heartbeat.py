@@ -1,4 +1,4 @@
-"""The retained status document (SPEC §2.3) and its heartbeat schedule."""
+"""The retained status document (docs/INTERFACE.md §5–6) and its heartbeat schedule."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,5 @@
 """systemd/install.sh into a scratch root: idempotent, never overwrites station.yaml, never edits
-the Pi's config.txt; --uninstall keeps config and state unless --purge (SPEC §6)."""
+the Pi's config.txt; --uninstall keeps config and state unless --purge (docs/BEHAVIOUR.md §6)."""
 from __future__ import annotations
 
 import os

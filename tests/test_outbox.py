@@ -1,4 +1,4 @@
-"""Durable delivery (SPEC §3.3): the outbox survives restarts and is re-sent in seq order
+"""Durable delivery (docs/BEHAVIOUR.md §3): the outbox survives restarts and is re-sent in seq order
 with the same event ids."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Payload parsing and building (SPEC §2): every bad payload is a Rejection, never an exception."""
+"""Payload parsing and building (docs/INTERFACE.md): every bad payload is a Rejection, never an exception."""
 from __future__ import annotations
 
 import hashlib

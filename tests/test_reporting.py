@@ -1,5 +1,5 @@
 """Sentry reporting against a local ingest endpoint: tags, release, and no summaries or secrets
-in the bytes that leave; an unreachable DSN never slows the caller (SPEC §6)."""
+in the bytes that leave; an unreachable DSN never slows the caller (docs/BEHAVIOUR.md §6)."""
 from __future__ import annotations
 
 import gzip

@@ -1,4 +1,4 @@
-"""Tests of the SQLite state store (SPEC §2.2 seq, §3.1 seen ids/history, §3.3 outbox)."""
+"""Tests of the SQLite state store (docs/INTERFACE.md §4 seq, docs/BEHAVIOUR.md §1 seen ids/history, §3 outbox)."""
 from __future__ import annotations
 
 import json

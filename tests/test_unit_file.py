@@ -1,5 +1,5 @@
 """The systemd unit: `systemd-analyze verify` clean, security exposure ≤ 2.0, required settings
-(SPEC §6)."""
+(docs/BEHAVIOUR.md §6)."""
 from __future__ import annotations
 
 import re

@@ -1,4 +1,4 @@
-"""``polres-station monitor``: the national desk's view of every station (SPEC §2.3, §5).
+"""``polres-station monitor``: the national desk's view of every station (docs/INTERFACE.md §5–6; docs/CLI.md).
 
 Subscribes to ``{root}/station/+/status`` (retained heartbeats, births, last wills) and
 ``{root}/station/+/events`` (for ack latency). ``Desk.handle`` costs O(1) per message — one
@@ -11,7 +11,7 @@ State of a station: ``online``; ``stale`` when its last status is older than 3 �
 time, its own ``at`` when the station's clock was synchronised, since the receive time says
 nothing about its age); ``offline`` with the will's or clean stop's ``reason``; ``unknown``
 when only events were seen. A late will from an older connection (its ``boot_id``/``session``
-older than the latest online status) is ignored (SPEC §2.3).
+older than the latest online status) is ignored (docs/INTERFACE.md §5–6).
 """
 from __future__ import annotations
 

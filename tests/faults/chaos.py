@@ -365,7 +365,7 @@ def resends(events: list[dict[str, Any]]) -> int:
 
 class Dispatch:
     """HQ's side of the contract on top of the test ``HQ`` client: publish complaints, answer
-    a ``resync_request`` by re-sending every complaint not yet acknowledged (SPEC §2), and
+    a ``resync_request`` by re-sending every complaint not yet acknowledged (docs/INTERFACE.md), and
     judge what came back."""
 
     def __init__(self, hq: Any, topic: str) -> None:

@@ -1,4 +1,4 @@
-"""An exception forced inside a callback (issue 5, SPEC §3.3): paho's network thread dies
+"""An exception forced inside a callback (issue 5, docs/BEHAVIOUR.md §3): paho's network thread dies
 silently on one, so none may escape. The failing message is refused with ``rejected`` (and
 PUBACKed: left unacknowledged it would hold one of the broker's in-flight slots until the next
 reconnect — twenty of them and no complaint reaches the room); the next message is handled."""
@@ -123,7 +123,7 @@ def test_paho_network_thread_death_is_noticed(broker, hq, tmp_path, start_statio
     monkeypatch.setattr(mqtt.MQTTMessage, "topic", property(getter))   # paho reads it first
     d.send("pt-poison", wait=True)
     wait_for(lambda: not s.station.link.alive, 5, what="paho's thread dead")
-    assert s.station.link.connected                        # the lie FIELD-NOTES describes
+    assert s.station.link.connected                        # the lie docs/FIELD-NOTES.md §1 describes
     t_dead = time.monotonic()
     wait_for(lambda: "mqtt_thread" in s.station.machine.faults, 3, what="mqtt_thread fault")
     noticed = time.monotonic() - t_dead

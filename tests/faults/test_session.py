@@ -1,4 +1,4 @@
-"""The broker loses the station's session (issue 5, SPEC §2): restart without persistence,
+"""The broker loses the station's session (issue 5, docs/INTERFACE.md): restart without persistence,
 failover to a standby that never knew the station. The station sends ``resync_request``;
 HQ re-sends what is unacknowledged; nothing is alarmed twice, nothing lost."""
 from __future__ import annotations

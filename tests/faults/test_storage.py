@@ -1,5 +1,5 @@
 """The state directory fills up or turns read-only under a running station; the database file
-is corrupt or truncated at start (issue 5, SPEC §3.3).
+is corrupt or truncated at start (issue 5, docs/BEHAVIOUR.md §3).
 
 Full: a small tmpfs mounted over the state directory (root only; otherwise SQLite's
 ``max_page_count`` caps the writer's database, the same SQLITE_FULL). Read-only while running:
