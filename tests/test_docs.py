@@ -1,0 +1,172 @@
+"""The documentation stays inside the repository (docs/DESIGN.md, README's documents table).
+
+Every relative link in README.md, docs/*.md and the other READMEs resolves to a file of the
+repository (and, with a ``#fragment``, to a heading of that file): the same relative links work
+in a clone and in the installed documentation (/usr/share/doc/polres-station keeps README.md
+beside docs/). Every ``docs/<name>.md §N`` cited anywhere names an existing document and section.
+No file points outside the repository: no ``../shared`` path, no citation of a contract
+document the repository does not hold.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SKIP_DIRS = {"build", "dist", "__pycache__", "node_modules"}
+TEXT_SUFFIXES = {"", ".py", ".md", ".yaml", ".yml", ".json", ".txt", ".sh", ".cfg", ".ini",
+                 ".toml", ".conf", ".service", ".example", ".html", ".js", ".css", ".in"}
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)|!\[[^\]]*\]\(([^)\s]+)\)")
+CODE_SPAN = re.compile(r"`[^`\n]*`")
+FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
+HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$", re.M)
+SECTION_NUMBER = re.compile(r"^(\d+(?:\.\d+)*)\.?\s")
+CITATION = re.compile(r"docs/([A-Za-z-]+\.md)(?:\s*§\s*(\d+(?:\.\d+)*))?")
+# Built from parts so that this file does not match itself.
+OUTSIDE = [
+    (re.compile(r"\.\./" + "shared"), "a path to ../shared, outside the repository"),
+    (re.compile(r"/work/" + "shared"), "a path to the lead's shared folder"),
+    (re.compile(r"\b" + "SPEC" + r"(?:\.md|\s*§|\b)"), "a citation of a contract document the "
+     "repository does not hold (cite docs/INTERFACE.md or docs/BEHAVIOUR.md)"),
+    (re.compile("FIELD" + r"-NOTES(?!\.md)"), "a citation of field notes without the file "
+     "(cite docs/FIELD-NOTES.md §N)"),
+]
+
+
+def markdown_files() -> list[Path]:
+    """README.md, docs/*.md and every README.md below config/, firmware/ and bench/."""
+    found = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for top in ("config", "firmware", "bench", "systemd", "debian"):
+        found += sorted((ROOT / top).rglob("README.md")) if (ROOT / top).is_dir() else []
+    return found
+
+
+def repository_files() -> list[Path]:
+    """Every text file of the working tree, without hidden directories (.git, .venv, caches)
+    and build output."""
+    out = []
+    for path in ROOT.rglob("*"):
+        rel = path.relative_to(ROOT)
+        if any(part.startswith(".") or part in SKIP_DIRS or part.endswith(".egg-info")
+               for part in rel.parts[:-1]):
+            continue
+        if path.is_file() and path.suffix in TEXT_SUFFIXES and not path.name.startswith("."):
+            out.append(path)
+    return out
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub (and most renderers) give a heading."""
+    text = CODE_SPAN.sub(lambda m: m.group(0)[1:-1], heading).strip().lower()
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)        # a link keeps its text
+    kept = "".join(c for c in text if c in " -_" or unicodedata.category(c)[0] in "LN")
+    return kept.replace(" ", "-")
+
+
+def anchors(doc: Path) -> set[str]:
+    text = FENCE.sub("", doc.read_text(encoding="utf-8"))
+    seen: dict[str, int] = {}
+    out = set()
+    for _, title in HEADING.findall(text):
+        base = slug(title)
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        out.add(base if n == 0 else f"{base}-{n}")
+    return out
+
+
+def sections(doc: Path) -> set[str]:
+    """The numbers of a document's numbered headings: ``## 4. Events`` → ``4``."""
+    text = FENCE.sub("", doc.read_text(encoding="utf-8"))
+    return {m.group(1) for _, title in HEADING.findall(text)
+            if (m := SECTION_NUMBER.match(title))}
+
+
+def links(doc: Path) -> list[str]:
+    text = FENCE.sub("", doc.read_text(encoding="utf-8"))
+    text = CODE_SPAN.sub("", text)
+    return [a or b for a, b in LINK.findall(text)]
+
+
+def broken_links(doc: Path) -> list[str]:
+    problems = []
+    for target in links(doc):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):          # http:, https:, mailto:
+            continue
+        path_part, _, fragment = target.partition("#")
+        dest = (doc.parent / path_part).resolve() if path_part else doc
+        try:
+            dest.relative_to(ROOT)
+        except ValueError:
+            problems.append(f"{target}: leaves the repository")
+            continue
+        if not dest.exists():
+            problems.append(f"{target}: no such file")
+        elif fragment and dest.suffix == ".md" and fragment not in anchors(dest):
+            problems.append(f"{target}: no heading #{fragment} in {dest.relative_to(ROOT)}")
+    return problems
+
+
+@pytest.mark.parametrize("doc", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_resolve(doc: Path) -> None:
+    assert broken_links(doc) == []
+
+
+def test_the_documents_readme_promises_exist() -> None:
+    for name in ("INTERFACE.md", "DESIGN.md", "BEHAVIOUR.md", "CLI.md", "FIELD-NOTES.md",
+                 "asyncapi.yaml"):
+        assert (ROOT / "docs" / name).is_file(), name
+
+
+def test_no_reference_leaves_the_repository() -> None:
+    problems = []
+    for path in repository_files():
+        if path == Path(__file__).resolve():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            for pattern, why in OUTSIDE:
+                if pattern.search(line):
+                    problems.append(f"{path.relative_to(ROOT)}:{number}: {why}: {line.strip()}")
+    assert problems == []
+
+
+def test_every_docs_citation_names_a_document_and_section() -> None:
+    """``docs/INTERFACE.md §4`` in a comment must name a file of docs/ with a section 4."""
+    problems = []
+    known = {p.name: sections(p) for p in (ROOT / "docs").glob("*.md")}
+    for path in repository_files():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            for name, section in CITATION.findall(line):
+                where = f"{path.relative_to(ROOT)}:{number}"
+                if name not in known:
+                    problems.append(f"{where}: docs/{name} does not exist")
+                elif section and section not in known[name]:
+                    problems.append(f"{where}: docs/{name} has no section {section}")
+    assert problems == []
+
+
+def test_the_checks_can_fail(tmp_path: Path) -> None:
+    """The link checker sees a broken file link, a broken anchor and a link out of the tree."""
+    doc = tmp_path / "x.md"
+    doc.write_text("# One two\n[a](missing.md) [b](#one-two) [c](#nope) [d](https://x.y)\n")
+    assert anchors(doc) == {"one-two"}
+    assert [link for link in links(doc)] == ["missing.md", "#one-two", "#nope", "https://x.y"]
+    assert slug("4. Events (station → HQ)") == "4-events-station--hq"
+    assert slug("`run` and `stop`") == "run-and-stop"
+    assert sections(ROOT / "docs" / "INTERFACE.md") >= {"1", "4", "8"}
+    assert any(p.search("see ../" + "shared/x") for p, _ in OUTSIDE)
+    assert any(p.search("as " + "SPEC §2 says") for p, _ in OUTSIDE)
+    assert any(p.search("FIELD" + "-NOTES says") for p, _ in OUTSIDE)
+    assert not any(p.search("docs/FIELD" + "-NOTES.md §1; SPEC_KEYS") for p, _ in OUTSIDE)
