@@ -28,7 +28,8 @@ setup(
         ],
         # The other side of the wire (station.desk): monitor, demo, HQ tools. Never on a Pi.
         "desk": ["amqtt>=0.11", "rich>=13"],
-        # jsonschema: tests/test_asyncapi.py validates what the station sends against docs/asyncapi.yaml.
+        # jsonschema: tests/test_asyncapi.py checks the station's payloads against
+        # docs/asyncapi.yaml with it.
         "test": ["pytest>=8", "hypothesis>=6", "jsonschema>=4.18"],
     },
     entry_points={"console_scripts": ["polres-station=station.cli:main"]},

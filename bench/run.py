@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Station benchmarks (docs/PERFORMANCE.md, issue 6): how fast the siren answers, how little it costs.
+"""Station benchmarks (docs/PERFORMANCE.md): how fast the siren answers, how little it costs.
 
     .venv/bin/python bench/run.py            # full run (~11 min): bench/results.json + table
     .venv/bin/python bench/run.py --quick    # seconds, fewer samples (the test suite runs this)

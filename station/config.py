@@ -189,7 +189,7 @@ class Config:
     source: Path | None = field(default=None, compare=False)
 
 
-# --- loading and validation (docs/BEHAVIOUR.md §5) ---------------------------------------------------------
+# --- loading and validation (docs/BEHAVIOUR.md §5) ------------------------------------------------
 #
 # Every check records a problem and carries on with the default, so one run reports everything
 # wrong with the file. Nothing is raised until the whole document has been read.
@@ -202,7 +202,8 @@ DEFAULT_PORT, DEFAULT_TLS_PORT = 1883, 8883
 _PROTOCOLS = {"5": "5", "5.0": "5", "3.1.1": "3.1.1", "311": "3.1.1"}
 _TOP = "(top level)"
 
-# At reset GPIO 0–8 are pulled up and 9–27 pulled down (docs/BEHAVIOUR.md §4). A relay is off during boot
+# At reset GPIO 0–8 are pulled up and 9–27 pulled down (docs/BEHAVIOUR.md §4). A relay is off
+# during boot
 # when the reset pull matches its "off" level. GPIO 0–3 (HAT ID EEPROM, I2C) are left out.
 SAFE_PINS_ACTIVE_LOW: tuple[int, ...] = (4, 5, 6, 7, 8)
 SAFE_PINS_ACTIVE_HIGH: tuple[int, ...] = tuple(range(9, 28))
@@ -866,7 +867,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     return parse_config(_read_yaml(path), source=path, env=env)
 
 
-# --- boot safety (docs/BEHAVIOUR.md §4) --------------------------------------------------------------------
+# --- boot safety (docs/BEHAVIOUR.md §4) -----------------------------------------------------------
 
 def boot_safety_warnings(gpio: GpioConfig) -> list[str]:
     """Outputs that would be ON while the Pi boots, before ``config.txt`` ``gpio=`` lines act.

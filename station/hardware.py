@@ -1,4 +1,4 @@
-"""GPIO: the siren and beacon relays, the acknowledge button, the siren feedback (docs/BEHAVIOUR.md §1, §2, §4).
+"""GPIO: siren and beacon relays, the acknowledge button, the siren feedback (docs/BEHAVIOUR.md).
 
 Thin gpiozero wrappers, each with one job:
 

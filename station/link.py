@@ -1,4 +1,4 @@
-"""The MQTT link (docs/INTERFACE.md §9; docs/BEHAVIOUR.md §3): paho 2.x, persistent session, manual ack, will, failover.
+"""The MQTT link (docs/INTERFACE.md §9): paho 2.x, persistent session, manual ack, will, failover.
 
 Callbacks run on paho's network thread and only translate and hand over to ``sink``; an
 exception in one is logged and never reaches paho (it would kill the network thread silently).
@@ -225,7 +225,7 @@ class Link:
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         # Nagle off: a small write (a PUBACK, a status) must not hold back the next one — an
-        # `alerting` — until the broker's delayed ACK, ~40 ms (FIELD-NOTES, bench/).
+        # `alerting` — until the broker's delayed ACK, ~40 ms (docs/FIELD-NOTES.md §5, bench/).
         _setsockopt(sock, socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:

@@ -1,4 +1,4 @@
-"""The outbox thread (docs/BEHAVIOUR.md §3): durable first, then publish in ``seq`` order, then PUBACK.
+"""The outbox thread (docs/DESIGN.md §2): durable first, publish in ``seq`` order, then PUBACK.
 
 It owns the write connection to the store, so the alarm loop never waits on a disk or a
 socket. Jobs queued close together are committed in one transaction (group commit).

@@ -222,7 +222,7 @@ def _rfc3339(value: str | None) -> str | None:
 
 
 def parse_complaint(payload: bytes, *, region: str) -> Complaint | Rejection:
-    """A complaint for ``region`` (docs/INTERFACE.md §3), or the reason it is refused. Never raises."""
+    """A complaint for ``region`` (docs/INTERFACE.md §3), or why it is refused. Never raises."""
     doc: Any = None
     try:
         doc = _decode(payload)

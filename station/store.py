@@ -1,4 +1,4 @@
-"""Durable station state in SQLite (docs/INTERFACE.md §4; docs/BEHAVIOUR.md §1, §3): seen ids, alarms, meta, outbox.
+"""Durable station state in SQLite (docs/BEHAVIOUR.md §1, §3): seen ids, alarms, meta, outbox.
 
 One :class:`Store` is one ``sqlite3`` connection used by one thread at a time; every thread that
 needs the database opens its own ``Store`` on the same file. The file is in WAL mode, so readers

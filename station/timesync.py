@@ -1,4 +1,4 @@
-"""The systemd-timesyncd drop-in rendered from ``time.ntp_servers`` (SPEC §4, §6).
+"""The systemd-timesyncd drop-in rendered from ``time.ntp_servers`` (docs/BEHAVIOUR.md §5, §6).
 
 A police network is closed: the Pi cannot reach the public NTP pool, its clock (no RTC) stays
 unsynchronised and the station reports ``clock_unsynced`` forever. The package's postinst and

@@ -1,6 +1,6 @@
 """The benchmark never rots: ``bench/run.py --quick`` runs once here and must write every key.
 
-No timing thresholds (docs/PERFORMANCE.md: the targets are reported by the benchmark, not asserted by
+No timing thresholds (docs/PERFORMANCE.md: targets are reported by the benchmark, not asserted by
 tests); only that each figure exists and is a sane number. The quick run writes into tmp_path,
 so the committed bench/results.json (from a full run) is left alone.
 """

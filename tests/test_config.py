@@ -1,4 +1,4 @@
-"""Configuration loading and validation (docs/BEHAVIOUR.md §5) and boot-safety warnings (docs/BEHAVIOUR.md §4)."""
+"""Configuration loading and validation and boot-safety warnings (docs/BEHAVIOUR.md §5, §4)."""
 from __future__ import annotations
 
 import copy
@@ -528,7 +528,7 @@ def test_not_utf8(tmp_path: Path) -> None:
         load_config(path)
 
 
-# --- boot safety (docs/BEHAVIOUR.md §4) -------------------------------------------------------------------
+# --- boot safety (docs/BEHAVIOUR.md §4) -----------------------------------------------------------
 
 def test_active_low_on_17_warns() -> None:
     gpio = GpioConfig(siren=OutputPinConfig(17, active_high=False))

@@ -1,4 +1,4 @@
-"""Bad input through the real broker (docs/BEHAVIOUR.md §4, issue 5): ≥ 10,000 fuzzed payloads on the
+"""Bad input through the real broker (docs/BEHAVIOUR.md §4): ≥ 10,000 fuzzed payloads on the
 complaint and command topics of a running station. Zero crashes, exactly one ``rejected``
 event per message (matched by ``payload_sha256``), zero alarms (the siren and beacon pins never
 switch on, no ``alerting``), memory flat; afterwards a real complaint still alarms at once.

@@ -1,4 +1,4 @@
-"""Payload parsing and building (docs/INTERFACE.md): every bad payload is a Rejection, never an exception."""
+"""Payload parsing and building (docs/INTERFACE.md): a bad payload is a Rejection, never raises."""
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,4 @@
-"""Bad input, by property (docs/BEHAVIOUR.md §4, issue 5): whatever arrives on the complaint or command
+"""Bad input, by property (docs/BEHAVIOUR.md §4): whatever arrives on the complaint or command
 topic, ``parse_complaint`` / ``parse_command`` never raise, always answer a value or a
 ``Rejection`` with a reason from the enum, never accept what is not a valid complaint, and
 everything they return can be echoed upstream (serialised into an event) without error.
@@ -118,7 +118,7 @@ def check_rejection(r: Rejection, payload: bytes) -> None:
 
 
 def is_valid_complaint(payload: bytes) -> bool:
-    """An independent reading of docs/INTERFACE.md §3: would a careful human accept this complaint?"""
+    """An independent reading of docs/INTERFACE.md §3: would a careful human accept it?"""
     if len(payload) > MAX_PAYLOAD:
         return False
     try:

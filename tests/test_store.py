@@ -1,4 +1,4 @@
-"""Tests of the SQLite state store (docs/INTERFACE.md §4 seq, docs/BEHAVIOUR.md §1 seen ids/history, §3 outbox)."""
+"""Tests of the SQLite state store (docs/BEHAVIOUR.md §1 seen ids/history, §3 outbox and seq)."""
 from __future__ import annotations
 
 import json

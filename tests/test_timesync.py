@@ -1,4 +1,4 @@
-"""The `time` config section and the systemd-timesyncd drop-in (SPEC §4, §6)."""
+"""The `time` config section and the systemd-timesyncd drop-in (docs/BEHAVIOUR.md §5, §6)."""
 from __future__ import annotations
 
 import configparser

@@ -1,4 +1,4 @@
-"""``polres-station monitor``: the national desk's view of every station (docs/INTERFACE.md §5–6; docs/CLI.md).
+"""``polres-station monitor``: the national desk's view of every station (docs/INTERFACE.md §6).
 
 Subscribes to ``{root}/station/+/status`` (retained heartbeats, births, last wills) and
 ``{root}/station/+/events`` (for ack latency). ``Desk.handle`` costs O(1) per message — one

@@ -112,7 +112,8 @@ def test_broker_sigkill_with_persistence(tmp_path, start_station, persistent_bro
 @pytest.mark.slow
 def test_broker_autosave_interval_decides_what_a_sigkill_loses(tmp_path, start_station,
                                                                figures):
-    """Why HQ's broker needs a short ``autosave_interval`` (docs/FIELD-NOTES.md §4.1): with mosquitto's
+    """Why HQ's broker needs a short ``autosave_interval`` (docs/FIELD-NOTES.md §4.1): with
+    mosquitto's
     1800 s default, a complaint queued for an offline station after the last save is lost on
     a broker SIGKILL while the station's session survives — the station cannot notice (no
     resync_request); only HQ's own re-send of unacknowledged complaints recovers it. With

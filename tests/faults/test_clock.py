@@ -1,5 +1,5 @@
 """The wall clock jumps (NTP correcting a Pi that has no real-time clock) or is not
-synchronised at all (issue 5, docs/BEHAVIOUR.md §3): timers run on the monotonic clock and do not move;
+synchronised at all (docs/BEHAVIOUR.md §3): timers run on the monotonic clock and do not move;
 events say ``clock_synced: false`` and the status carries a ``clock_unsynced`` fault."""
 from __future__ import annotations
 
