@@ -71,8 +71,25 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config_arg(args)
     for w in boot_safety_warnings(config.gpio):
         print(f"warning: {w}")
+    for line in _signature_summary(config.security):
+        print(line)
     print(f"{args.config}: OK (station {config.station.id}, region {config.station.region})")
     return Exit.OK
+
+
+def _signature_summary(security: Any) -> list[str]:
+    """What check-config says of the ``security`` section (docs/SIGNING.md)."""
+    if not security.enabled:
+        return ["signatures: off (no keys configured; any broker account can sound the siren)"]
+    kids = lambda refs: ", ".join(r.kid for r in refs) or "no key"  # noqa: E731
+    head = "signatures required" if security.require_signatures else "signatures checked " \
+        "when present (require_signatures: false)"
+    lines = [f"{head}: complaints by {kids(security.hq_keys)}; commands by "
+             f"{kids(security.desk_keys)}"]
+    if security.require_signatures and not security.desk_keys:
+        lines.append("warning: security.desk_keys: no desk key, so every remote command "
+                     "(ack, silence, test, status) will be refused; the button still works")
+    return lines
 
 
 def _open_readonly(config: Any) -> Any:

@@ -175,6 +175,29 @@ class TimeConfig:
 
 
 @dataclass(frozen=True)
+class PublicKeyRef:
+    """One signing key the station trusts (docs/SIGNING.md): its id and the 32 key bytes read
+    from ``public_key_file`` (an Ed25519 PEM as ``openssl pkey -pubout`` writes it)."""
+
+    kid: str
+    public_key_file: Path
+    public_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    hq_keys: tuple[PublicKeyRef, ...] = ()     # may sign complaints (several: rotation)
+    desk_keys: tuple[PublicKeyRef, ...] = ()   # may sign commands
+    require_signatures: bool = False           # default: true as soon as any key is configured
+    max_age_s: float = 3600.0                  # a signed complaint's reported_at, clock synced
+
+    @property
+    def enabled(self) -> bool:
+        """Signatures are checked at all (a signed message is verified whenever keys exist)."""
+        return self.require_signatures or bool(self.hq_keys or self.desk_keys)
+
+
+@dataclass(frozen=True)
 class Config:
     station: StationIdentity
     broker: BrokerConfig
@@ -186,6 +209,7 @@ class Config:
     sentry: SentryConfig = SentryConfig()
     logging: LoggingConfig = LoggingConfig()
     time: TimeConfig = TimeConfig()
+    security: SecurityConfig = SecurityConfig()
     source: Path | None = field(default=None, compare=False)
 
 
@@ -761,8 +785,57 @@ def _time(s: _Section) -> TimeConfig:
                       display_tz=s.text("display_tz", TimeConfig.display_tz, _zone_reason))
 
 
+def _keys(s: _Section, name: str, seen: dict[str, str]) -> tuple[PublicKeyRef, ...]:
+    """``security.hq_keys``/``desk_keys``: a list of ``{kid, public_key_file}``; kids unique
+    across both lists (``seen``: kid → where it was first given)."""
+    from .signing import KID_RE, KeyFileError, read_public_key
+    value = s.raw(name)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        s.problems.add(s.key(name), f"expected a list of {{kid, public_key_file}}, got {_got(value)}")
+        return ()
+    out: list[PublicKeyRef] = []
+    for i, item in enumerate(value):
+        k = _Section.open(item, f"{s.key(name)}[{i}]", s.problems, ("kid", "public_key_file"),
+                          s.base)
+        kid = k.text("kid", None, lambda v: None if KID_RE.match(v) else
+                     f"{v!r} is not a key id: 1–64 of [A-Za-z0-9._:-]", required=True)
+        path = k.path_value("public_key_file")
+        if path is None:
+            k.problems.add(k.key("public_key_file"), "required")
+        if kid is not None and kid in seen:
+            k.problems.add(k.key("kid"), f"{kid!r} is already the kid of {seen[kid]}")
+        elif kid is not None:
+            seen[kid] = k.path
+        if kid is None or path is None:
+            continue
+        try:
+            out.append(PublicKeyRef(kid, path, read_public_key(path)))
+        except KeyFileError as e:
+            k.problems.add(k.key("public_key_file"), str(e))
+    return tuple(out)
+
+
+def _security(s: _Section) -> SecurityConfig:
+    d, seen = SecurityConfig(), {}
+    hq, desk = _keys(s, "hq_keys", seen), _keys(s, "desk_keys", seen)
+    configured = bool(s.raw("hq_keys") or s.raw("desk_keys"))
+    required = s.flag("require_signatures", configured)
+    if required and not s.raw("hq_keys"):
+        s.problems.add(s.key("hq_keys"), "required when security.require_signatures is true "
+                       "(else every complaint would be refused)")
+    if configured:
+        from .signing import check_library
+        missing = check_library()
+        if missing:
+            s.problems.add(s.path or "security", missing)
+    return SecurityConfig(hq_keys=hq, desk_keys=desk, require_signatures=required,
+                          max_age_s=s.number("max_age_s", d.max_age_s, _between(60, 7 * 86400, " s")))
+
+
 _SECTIONS = ("station", "broker", "topics", "gpio", "alarm", "heartbeat", "storage", "sentry",
-             "logging", "time")
+             "logging", "time", "security")
 
 
 def parse_config(data: Any, *, source: Path | None = None,
@@ -797,6 +870,8 @@ def parse_config(data: Any, *, source: Path | None = None,
         sentry=_sentry(sec("sentry", ("dsn", "dsn_file", "environment")), env),
         logging=_level(sec("logging", ("level",))),
         time=_time(sec("time", ("ntp_servers", "display_tz"))),
+        security=_security(sec("security", ("hq_keys", "desk_keys", "require_signatures",
+                                            "max_age_s"))),
         source=source)
     problems.raise_if_any(source)
     return config

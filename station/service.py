@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__, reporting
+from . import __version__, reporting, signing
 from .alarms import (
     AckCommand, ButtonEdge, Decision, FaultChange, FeedbackEdge, Input, Machine, NewComplaint,
     Outputs, ResumedAlarm, SelfTestCommand, SilenceCommand, Tick,
@@ -112,6 +112,7 @@ class Station:
         self.last_events: list[dict[str, Any]] = []   # for local views (demo)
         self._db_path = config.storage.path            # a temporary copy if that is unusable
         self._startup_faults: list[tuple[str, str]] = []
+        self._complaint_gate, self._command_gate = signing.gates_for(config.security)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -298,10 +299,23 @@ class Station:
             self._reject(msg, RejectReason.MALFORMED, "unexpected topic")
 
     def _complaint(self, msg: Inbound, now: float) -> None:
+        # The signature before anything else reads the message (docs/SIGNING.md).
+        verdict = self._complaint_gate.check(msg.payload, msg.topic) \
+            if self._complaint_gate is not None else None
+        if isinstance(verdict, signing.Refusal):
+            self._refuse_unsigned(msg, verdict)
+            return
         parsed = parse_complaint(msg.payload, region=self.config.station.region)
         if isinstance(parsed, Rejection):
             self._reject(msg, parsed.reason, parsed.detail, parsed)
             return
+        if verdict is not None:
+            late = signing.freshness(parsed.reported_at, now_wall=self._wall(),
+                                     max_age_s=self.config.security.max_age_s,
+                                     synced=self._synced)
+            if late is not None:
+                self._refuse_unsigned(msg, late)
+                return
         if self._seen(parsed.id):
             log.info("complaint %s already seen; not alarmed again", parsed.id)
             self._write(Write(acks=[_ack_of(msg)]))
@@ -313,6 +327,11 @@ class Station:
                      seen=[(parsed.id, self._wall())])
 
     def _remote_command(self, msg: Inbound, now: float) -> None:
+        verdict = self._command_gate.check(msg.payload, msg.topic) \
+            if self._command_gate is not None else None
+        if isinstance(verdict, signing.Refusal):
+            self._refuse_unsigned(msg, verdict)
+            return
         parsed = parse_command(msg.payload, retained=msg.retain)
         if isinstance(parsed, Rejection):
             extra = []
@@ -344,6 +363,26 @@ class Station:
             return False, f"unknown command {cmd!r}"
         decision = self._decide(make(), now)
         return decision.reply or (True, "")
+
+    def _refuse_unsigned(self, msg: Inbound, refusal: signing.Refusal) -> None:
+        """One ``rejected`` event (and, for a command with a readable ``cmd_id``, its
+        ``cmd_result``): the message never reaches the alarm machine."""
+        reason, extra = RejectReason(refusal.reason), []
+        if msg.topic == self.topics.cmd:
+            probe = parse_command(msg.payload)
+            cmd_id = probe.cmd_id
+            if cmd_id is not None:
+                extra.append(self._envelope(EventType.CMD_RESULT, {
+                    "cmd_id": cmd_id, "cmd": getattr(probe, "cmd", None), "ok": False,
+                    "detail": f"{reason}: {refusal.detail}"}))
+            ids: dict[str, str | None] = {"cmd_id": cmd_id}
+        else:
+            probe = parse_complaint(msg.payload, region=self.config.station.region)
+            ids = {"complaint_id": probe.id if isinstance(probe, Complaint)
+                   else probe.complaint_id}
+        rejection = Rejection(reason, refusal.detail, hashlib.sha256(msg.payload).hexdigest(),
+                              **ids)
+        self._reject(msg, reason, refusal.detail, rejection, extra=extra)
 
     def _reject(self, msg: Inbound, reason: RejectReason, detail: str,
                 parsed: Rejection | None = None, extra: list[dict[str, Any]] | None = None) -> None:

@@ -382,3 +382,15 @@ def freshness(reported_at: str | None, *, now_wall: float, max_age_s: float,
 def ring_of(keys: Iterable[tuple[str, bytes]]) -> KeyRing:
     """A ``KeyRing`` from ``(kid, raw public key)`` pairs."""
     return KeyRing(dict(keys))
+
+
+def gates_for(security: Any) -> tuple[Gate | None, Gate | None]:
+    """The (complaints, commands) gates of a config's ``security`` section (HQ keys sign
+    complaints, desk keys commands), or ``(None, None)`` when signatures are off: then the
+    library is never imported."""
+    if not security.enabled:
+        return None, None
+
+    def gate(refs: Iterable[Any]) -> Gate:
+        return Gate(KeyRing({r.kid: r.public_key for r in refs}), security.require_signatures)
+    return gate(security.hq_keys), gate(security.desk_keys)

@@ -255,3 +255,25 @@ class StationProcess:
         assert self.proc is not None
         self.proc.terminate()
         return self.proc.wait(10)
+
+
+def openssl_keypair(directory: Path, name: str) -> tuple[Path, Path]:
+    """An Ed25519 key pair made exactly as an operator would: ``openssl genpkey`` and
+    ``openssl pkey -pubout``. Returns (private PEM, public PEM)."""
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl missing: `make broker-tools` installs it"
+    directory.mkdir(parents=True, exist_ok=True)
+    private, public = directory / f"{name}.pem", directory / f"{name}.pub.pem"
+    subprocess.run([openssl, "genpkey", "-algorithm", "ed25519", "-out", str(private)],
+                   check=True, capture_output=True)
+    subprocess.run([openssl, "pkey", "-in", str(private), "-pubout", "-out", str(public)],
+                   check=True, capture_output=True)
+    return private, public
+
+
+def security_section(hq: dict[str, Path], desk: dict[str, Path] | None = None,
+                     **extra: Any) -> dict[str, Any]:
+    """The config's ``security`` section from ``{kid: public key file}`` mappings."""
+    def keys(pairs: dict[str, Path]) -> list[dict[str, str]]:
+        return [{"kid": kid, "public_key_file": str(path)} for kid, path in pairs.items()]
+    return {"hq_keys": keys(hq), "desk_keys": keys(desk or {}), **extra}
