@@ -300,6 +300,8 @@ PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
              "station.desk.demo"),
     "monitor": ("the national desk's live view of every station", "station.desk.monitor"),
     "send-complaint": ("publish a complaint as HQ would; prints its id", "station.desk.send"),
+    "keygen": ("make an Ed25519 signing key pair for HQ or the desk (docs/SIGNING.md)",
+               "station.keygen"),
 }
 
 

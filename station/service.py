@@ -113,6 +113,7 @@ class Station:
         self._db_path = config.storage.path            # a temporary copy if that is unusable
         self._startup_faults: list[tuple[str, str]] = []
         self._complaint_gate, self._command_gate = signing.gates_for(config.security)
+        self._signed_cmd_ids: OrderedDict[str, None] = OrderedDict()   # replays of this process
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -333,6 +334,16 @@ class Station:
             self._refuse_unsigned(msg, verdict)
             return
         parsed = parse_command(msg.payload, retained=msg.retain)
+        if isinstance(verdict, signing.Verified) and isinstance(parsed, Command):
+            # A command carries no time: a captured signed one could be replayed at will.
+            # Its cmd_id is honoured once per process (docs/SIGNING.md says what remains).
+            if parsed.cmd_id in self._signed_cmd_ids:
+                self._refuse_unsigned(msg, signing.Refusal(
+                    signing.Reason.STALE, f"cmd_id {parsed.cmd_id} already handled (replay)"))
+                return
+            self._signed_cmd_ids[parsed.cmd_id] = None
+            if len(self._signed_cmd_ids) > RECENT_IDS:
+                self._signed_cmd_ids.popitem(last=False)
         if isinstance(parsed, Rejection):
             extra = []
             if parsed.cmd_id is not None:

@@ -258,3 +258,30 @@ def test_any_sig_member_gets_a_verdict_never_an_exception(sig: object) -> None:
     verdict = Gate(RING, required=True).check(_payload(doc), TOPIC)
     assert isinstance(verdict, Refusal)
     assert verdict.reason in (Reason.BAD_SIGNATURE, Reason.UNKNOWN_KEY)
+
+
+# --- docs/SIGNING.md's worked example is what the code does ----------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "SIGNING.md"
+
+
+def test_the_guides_worked_example_verifies() -> None:
+    import hashlib
+    import re
+    text = DOC.read_text(encoding="utf-8")
+    pems = re.findall(r"-----BEGIN PUBLIC KEY-----\n(.+?)\n-----END PUBLIC KEY-----", text)
+    raws = [base64.b64decode(p)[-32:] for p in pems]
+    ring = ring_of([("hq-2026", raws[0]), ("desk-2026", raws[1])])
+    published = [json.loads(line) for line in text.splitlines() if line.startswith('{"v":1,')]
+    assert len(published) == 2
+    complaint, command = published
+    assert ring.verify(complaint, TOPIC) == Verified("hq-2026")
+    assert ring.verify(command, "polri/110/station/prabumulih-1/cmd") == Verified("desk-2026")
+    hex_block = re.search(r"in hex:\n\n```\n([0-9a-f\n]+)```", text).group(1)
+    data = bytes.fromhex(hex_block.replace("\n", ""))
+    assert data == signed_bytes(complaint, TOPIC)
+    assert f"({len(data)} bytes;" in text
+    assert hashlib.sha256(data).hexdigest() in text
+    seed = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+    assert sign(complaint, TOPIC, SigningKey("hq-2026", seed)) == complaint
+    assert signing.private_pem(seed) in text

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import uuid
 from datetime import datetime, timezone
 
-from ..protocol import ID_RE, NAME_RE, complaint_payload, region_complaints, rfc3339
+from ..protocol import ID_RE, NAME_RE, complaint_payload, encode, region_complaints, rfc3339
+from ..signing import sign
 from ..terminal import Exit, broker_args
 from .clients import hq_client, publish_wait
+from .keys import SignArgsError, add_sign_args, signing_key
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,12 +24,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--summary", help="complaint text (personal data: test values only)")
     p.add_argument("--count", type=int, default=1, help="complaints to send (load, drills)")
     p.add_argument("--rate", type=float, default=0.0, help="complaints per second (0: fast)")
+    add_sign_args(p)
 
 
 def main(args: argparse.Namespace) -> int:
     if not NAME_RE.match(args.region):
         print(f"error: --region {args.region!r} is not a region id", file=sys.stderr)
         return Exit.USAGE
+    try:
+        key = signing_key(args)
+    except SignArgsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return Exit.USAGE
+    topic = region_complaints(args.root, args.region)
     ids = []
     count = max(1, args.count)
     gap = 1.0 / args.rate if args.rate else 0.0
@@ -41,8 +51,9 @@ def main(args: argparse.Namespace) -> int:
                                         priority=args.priority, category=args.category,
                                         summary=args.summary,
                                         reported_at=rfc3339(time.time()))
-            publish_wait(client, region_complaints(args.root, args.region), payload,
-                         wait=(i == count - 1))
+            if key is not None:
+                payload = encode(sign(json.loads(payload), topic, key))
+            publish_wait(client, topic, payload, wait=(i == count - 1))
             ids.append(cid)
             if gap:
                 time.sleep(max(0.0, start + (i + 1) * gap - time.monotonic()))

@@ -131,10 +131,21 @@ def test_refused_messages_never_touch_a_relay_and_a_signed_complaint_alarms(
     assert hq.of_type("ack") == []
 
     # The desk's own signed silence works.
-    publish(hq, CMD, signed(command("silence", "k-real"), desk_key, CMD))
+    real_silence = signed(command("silence", "k-real"), desk_key, CMD)
+    publish(hq, CMD, real_silence)
     assert hq.wait_event("cmd_result", cmd_id="k-real")[0]["ok"] is True
     wait_for(lambda: not s.relay_on("siren"), 5, what="siren silenced")
     assert s.relay_on("beacon") and len(rejected(hq)) == len(cases) + len(forged)
+
+    # A captured signed command replayed during the next alarm is refused (same process).
+    publish(hq, COMPLAINTS, signed(complaint("c-next"), hq_key))
+    hq.wait_event("alerting", complaint_id="c-next")
+    wait_for(lambda: s.relay_on("siren"), 5, what="siren for the next alarm")
+    history = relay_history(s)
+    publish(hq, CMD, real_silence)
+    got = wait_rejected(hq, len(cases) + len(forged) + 1)[-1]
+    assert (got["cmd_id"], got["reason"]) == ("k-real", "stale")
+    assert relay_history(s) == history and s.relay_on("siren")
 
 
 @pytest.mark.slow
