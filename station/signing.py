@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from json.encoder import encode_basestring as _quote   # C; what json.dumps(ensure_ascii=False) uses
 from typing import Any, Iterable, Mapping
 
 SIG = "sig"                                   # the member that carries the signature
@@ -83,7 +84,7 @@ def _emit(value: Any, out: list[str]) -> None:
     if value is None or value is True or value is False:
         out.append("null" if value is None else "true" if value else "false")
     elif isinstance(value, str):
-        out.append(json.dumps(value, ensure_ascii=False))   # escapes exactly as JCS does
+        out.append(_quote(value))               # escapes exactly as JCS does
     elif isinstance(value, int):
         if abs(value) > MAX_SAFE_INT:
             raise CanonicalError(f"integer beyond ±(2**53 − 1): {str(value)[:20]}")
@@ -95,7 +96,7 @@ def _emit(value: Any, out: list[str]) -> None:
         for i, key in enumerate(sorted(value, key=_utf16)):
             if i:
                 out.append(",")
-            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(_quote(key))
             out.append(":")
             _emit(value[key], out)
         out.append("}")
@@ -254,6 +255,17 @@ def sign(message: Mapping[str, Any], topic: str, key: SigningKey) -> dict[str, A
     body = {k: v for k, v in message.items() if k != SIG}
     signature = _nacl().signing.SigningKey(key.seed).sign(signed_bytes(body, topic)).signature
     return {**body, SIG: {"kid": key.kid, "ed25519": b64url(signature)}}
+
+
+def sign_payload(payload: bytes, topic: str, key: SigningKey) -> bytes:
+    """A JSON object payload (a complaint or command as built by ``station.protocol``) signed
+    for ``topic``, serialised compactly (UTF-8, non-ASCII as itself). Raises ``ValueError``
+    (not a JSON object), ``CanonicalError``."""
+    doc = json.loads(payload)
+    if not isinstance(doc, dict):
+        raise ValueError("only a JSON object can be signed")
+    return json.dumps(sign(doc, topic, key), separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
 
 
 def generate(kid: str) -> SigningKey:

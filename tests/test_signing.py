@@ -285,3 +285,14 @@ def test_the_guides_worked_example_verifies() -> None:
     seed = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
     assert sign(complaint, TOPIC, SigningKey("hq-2026", seed)) == complaint
     assert signing.private_pem(seed) in text
+
+
+def test_sign_payload_round_trips_through_the_gate() -> None:
+    from station.protocol import complaint_payload
+    payload = complaint_payload(complaint_id="110-1", region="sumsel-prabumulih",
+                                summary="Jl. Merdeka — é", reported_at="2026-11-27T20:15:02Z")
+    signed_payload = signing.sign_payload(payload, TOPIC, KEY)
+    assert "é".encode() in signed_payload and b'","' in signed_payload   # compact, as itself
+    assert Gate(RING, required=True).check(signed_payload, TOPIC) == Verified("hq-1")
+    with pytest.raises(ValueError):
+        signing.sign_payload(b"[1]", TOPIC, KEY)

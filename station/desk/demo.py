@@ -12,6 +12,11 @@ machine, the outbox) and what HQ actually received over MQTT. This module is the
 * ``run_headless()``: one line per event upstream; the button is pressed ~1 s after each alarm.
 * ``add_arguments()`` / ``main()``: the ``demo`` subcommand.
 
+Signed end to end by default (docs/SIGNING.md): the demo makes an HQ and a desk key, the station
+requires signatures, HQ signs its complaints; ``f`` (or ``--forge``) publishes a forgery — a
+complaint, or during an alarm a ``silence``, signed by a stranger's key under HQ's or the
+desk's kid — which the station refuses with a ``rejected`` event.
+
 Complaint summaries (personal data) are sent, as HQ would, but never shown or logged here.
 """
 from __future__ import annotations
@@ -40,7 +45,8 @@ from ..config import Config, parse_config
 from .demo_keys import key_queue
 from .demo_panel import PanelState, desk_command, render_panel, snapshot
 from .embedded_broker import DEMO_USERNAME, KINDS, EmbeddedBroker
-from ..protocol import complaint_payload, region_complaints, station_topic
+from ..protocol import complaint_payload, encode, region_complaints, station_topic
+from ..signing import SigningKey, generate, sign, sign_payload
 
 __all__ = ["Demo", "DemoSettings", "SimulatedHQ", "ButtonDriver", "PanelState", "render_panel",
            "snapshot", "desk_command", "handle_key", "event_text", "run_headless",
@@ -66,9 +72,23 @@ class DemoSettings:
     heartbeat_s: float = 5.0
     broker_kind: str | None = None    # auto | mosquitto | amqtt (None: $POLRES_DEMO_BROKER)
     seed: int | None = None
+    signed: bool = True               # keys made at start; the station requires signatures
 
 
-def demo_config(port: int, state_dir: Path, settings: DemoSettings) -> Config:
+def demo_keys(key_dir: Path) -> tuple[SigningKey, SigningKey, dict[str, Any]]:
+    """HQ's and the desk's keys (written by keygen into ``key_dir``) and the station's
+    ``security`` section that trusts them."""
+    from ..keygen import config_entry, write_keypair
+    keys, section = [], {}
+    for kid, role in (("demo-hq", "hq_keys"), ("demo-desk", "desk_keys")):
+        private, public = write_keypair(key_dir, kid)
+        keys.append(SigningKey.from_file(private, kid))
+        section[role] = [config_entry(kid, public)]
+    return keys[0], keys[1], section
+
+
+def demo_config(port: int, state_dir: Path, settings: DemoSettings,
+                security: dict[str, Any] | None = None) -> Config:
     """The station's config: mock GPIO, state in ``state_dir``, MQTT 3.1.1 on loopback."""
     return parse_config({
         "station": {"id": STATION, "region": REGION},
@@ -83,6 +103,7 @@ def demo_config(port: int, state_dir: Path, settings: DemoSettings) -> Config:
                   "reminder_every_s": 30},
         "heartbeat": {"interval_s": settings.heartbeat_s},
         "storage": {"path": str(state_dir / "state.db")},
+        "security": security or {},
     })
 
 
@@ -149,8 +170,10 @@ class SimulatedHQ:
     """HQ dispatch and the monitoring desk for the demo: a real MQTT client of the broker."""
 
     def __init__(self, port: int, *, rng: random.Random,
-                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[dict[str, Any]], None] | None = None,
+                 key: SigningKey | None = None) -> None:
         self._rng = rng
+        self._key = key
         self._on_event = on_event or (lambda doc: None)
         self._lock = threading.Lock()
         self._n = 0
@@ -220,10 +243,31 @@ class SimulatedHQ:
                 complaint_id=cid, region=REGION, priority=priority,
                 category=self._rng.choice(CATEGORIES), summary=FAKE_SUMMARY,
                 reported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            if self._key is not None:
+                topic = region_complaints(ROOT, REGION)
+                payload = sign_payload(payload, topic, self._key)
             self.sent[cid] = priority
             self.unacked[cid] = payload
         self._publish(payload)
         return cid
+
+    def forge(self, kid: str, *, silence: bool) -> str:
+        """What an intruder with a broker account could send: a ``silence`` command (during an
+        alarm) or a complaint, signed by a key of its own under a trusted ``kid``. Returns
+        what was sent, for the panel."""
+        intruder = generate(kid)
+        if silence:
+            topic = station_topic(ROOT, STATION, "cmd")
+            doc = {"v": 1, "cmd_id": f"forged-{self._rng.randrange(10**6):06d}",
+                   "cmd": "silence", "args": {}}
+        else:
+            topic = region_complaints(ROOT, REGION)
+            doc = json.loads(complaint_payload(
+                complaint_id=f"forged-{self._rng.randrange(10**6):06d}", region=REGION,
+                priority="emergency", category="kejahatan",
+                reported_at=datetime.now(timezone.utc).isoformat(timespec="seconds")))
+        self.client.publish(topic, encode(sign(doc, topic, intruder)), qos=1)
+        return f"forged {'silence' if silence else 'complaint'} under kid {kid}"
 
     def _publish(self, payload: bytes) -> None:
         # QoS 1: while the broker is down paho keeps it and sends it after reconnecting.
@@ -264,7 +308,12 @@ class Demo:
         self._on_event = on_event
         self._tmp = tempfile.TemporaryDirectory(prefix="polres-demo-")
         self.broker = EmbeddedBroker(settings.broker_kind)
-        self.config = demo_config(self.broker.port, Path(self._tmp.name), settings)
+        self.hq_key: SigningKey | None = None
+        self.desk_key: SigningKey | None = None
+        security = None
+        if settings.signed:
+            self.hq_key, self.desk_key, security = demo_keys(Path(self._tmp.name) / "keys")
+        self.config = demo_config(self.broker.port, Path(self._tmp.name), settings, security)
         self.log_tail = _LogTail()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -286,7 +335,8 @@ class Demo:
         self.station.start()
         self._spawn(self.station.run, "station")
         self.button = ButtonDriver(self.factory.pin(BUTTON_PIN), active_low=True)
-        self.hq = SimulatedHQ(self.broker.port, rng=self.rng, on_event=self._on_event)
+        self.hq = SimulatedHQ(self.broker.port, rng=self.rng, on_event=self._on_event,
+                              key=self.hq_key)
         if first_complaint_s is not None:
             self._spawn(lambda: self._complaints(first_complaint_s), "demo-hq-complaints")
         return self
@@ -319,6 +369,13 @@ class Demo:
             finally:
                 self.broker_busy = False
         self._spawn(toggle, "demo-broker-toggle")
+
+    def forge(self) -> str:
+        """A forgery the station must refuse: during an alarm a ``silence`` under the desk's
+        kid, else a complaint under HQ's."""
+        assert self.hq is not None and self.station is not None
+        alarm = bool(self.station.status_doc()["alarms"]["active"])
+        return self.hq.forge("demo-desk" if alarm else "demo-hq", silence=alarm)
 
     def relay_on(self, name: str) -> bool:
         """The relay's real state: the mock pin level, polarity applied."""
@@ -358,6 +415,8 @@ def handle_key(demo: Demo, key: str) -> bool:
         demo.hq.send_complaint()
     elif key in "bB":
         demo.toggle_broker()
+    elif key in "fF":
+        log.warning("%s: the station must refuse it", demo.forge())
     elif key in "qQ":
         return False
     return True
@@ -404,14 +463,15 @@ def event_text(e: dict[str, Any]) -> str:
     if kind in ("fault", "fault_cleared"):
         return f"{kind} {e.get('fault')}"
     if kind == "rejected":
-        return f"rejected reason={e.get('reason')} complaint_id={cid}"
+        which = f"cmd_id={e['cmd_id']}" if "cmd_id" in e else f"complaint_id={cid}"
+        return f"rejected reason={e.get('reason')} {which}"
     if kind == "resync_request":
         return f"resync_request since={e.get('since')}"
     return f"{kind} {json.dumps({k: v for k, v in e.items() if k in ('cmd', 'ok')})}"
 
 
 def run_headless(settings: DemoSettings, duration: float, *, selftest: bool = False,
-                 out: Any = None) -> int:
+                 forge: bool = False, out: Any = None) -> int:
     """The scenario without a terminal; exit 0 once a complaint → alarm → ack cycle completed."""
     out = out or sys.stdout
     lines: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
@@ -431,6 +491,9 @@ def run_headless(settings: DemoSettings, duration: float, *, selftest: bool = Fa
                 continue
             print(event_text(e), file=out, flush=True)
             if e.get("type") == "alerting":
+                if forge:                  # a forged silence while the siren sounds
+                    print(demo.forge(), file=out, flush=True)
+                    forge = False
                 _auto_press(demo)
         cycles = demo.hq.cycles()
         print(f"summary sent={len(demo.hq.sent)} alerting={len(demo.hq.alerted)} "
@@ -464,6 +527,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--selftest", action="store_true",
                    help="headless: hold the button 3.5 s first (self-test)")
     p.add_argument("--seed", type=int, help="random seed for priorities and spacing")
+    p.add_argument("--unsigned", action="store_true",
+                   help="no keys: the station accepts unsigned complaints and commands")
+    p.add_argument("--forge", action="store_true",
+                   help="headless: send a forged silence during the first alarm (refused)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -486,11 +553,13 @@ def _main(args: argparse.Namespace) -> int:
         headless = True
     interval = args.interval or (3.0 if headless else 8.0)
     settings = DemoSettings(interval_s=interval, siren_max_s=args.siren_max,
-                            broker_kind=args.broker_kind, seed=args.seed)
+                            broker_kind=args.broker_kind, seed=args.seed,
+                            signed=not args.unsigned)
     if headless:
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                             format="%(levelname)s %(name)s: %(message)s")
-        return run_headless(settings, args.duration or 30.0, selftest=args.selftest)
+        return run_headless(settings, args.duration or 30.0, selftest=args.selftest,
+                            forge=args.forge)
     # Ctrl-C quits even if SIGINT came in ignored: a shell ignores it for the background
     # jobs of a script, and Python then leaves it ignored (the panel would never close).
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # The bindings are station.demo.handle_key; keep the two in step.
 KEYS_HELP = ("keys: space ack (hold: keep pressed) · h 3.5 s hold = self-test · c complaint · "
-             "b broker off/on · q quit")
+             "b broker off/on · f forgery (refused) · q quit")
 
 
 # --- snapshot: plain data read from the running parts -----------------------------------------

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import uuid
 from datetime import datetime, timezone
 
-from ..protocol import ID_RE, NAME_RE, complaint_payload, encode, region_complaints, rfc3339
-from ..signing import sign
+from ..protocol import ID_RE, NAME_RE, complaint_payload, region_complaints, rfc3339
+from ..signing import sign_payload
 from ..terminal import Exit, broker_args
 from .clients import hq_client, publish_wait
 from .keys import SignArgsError, add_sign_args, signing_key
@@ -52,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
                                         summary=args.summary,
                                         reported_at=rfc3339(time.time()))
             if key is not None:
-                payload = encode(sign(json.loads(payload), topic, key))
+                payload = sign_payload(payload, topic, key)
             publish_wait(client, topic, payload, wait=(i == count - 1))
             ids.append(cid)
             if gap:
