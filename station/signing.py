@@ -72,12 +72,30 @@ class SignatureLibraryMissing(ImportError):
 
 def canonical(doc: Any) -> bytes:
     """RFC 8785 bytes of ``doc`` (UTF-8). Raises ``CanonicalError``."""
-    parts: list[str] = []
-    _emit(doc, parts)
+    if _plain(doc):
+        # What the interface sends: ASCII keys (so code-point order is UTF-16 order), no
+        # float, no huge integer. json's C encoder then writes exactly JCS, twice as fast.
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    else:
+        parts: list[str] = []
+        _emit(doc, parts)
+        text = "".join(parts)
     try:
-        return "".join(parts).encode("utf-8")
+        return text.encode("utf-8")
     except UnicodeEncodeError:
         raise CanonicalError("a string holds a lone surrogate") from None
+
+
+def _plain(value: Any) -> bool:
+    if type(value) is str or value is None or type(value) is bool:
+        return True
+    if type(value) is int:
+        return -MAX_SAFE_INT <= value <= MAX_SAFE_INT
+    if type(value) is dict:
+        return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
+    if type(value) is list:
+        return all(_plain(v) for v in value)
+    return False
 
 
 def _emit(value: Any, out: list[str]) -> None:

@@ -296,3 +296,23 @@ def test_sign_payload_round_trips_through_the_gate() -> None:
     assert Gate(RING, required=True).check(signed_payload, TOPIC) == Verified("hq-1")
     with pytest.raises(ValueError):
         signing.sign_payload(b"[1]", TOPIC, KEY)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers(-2**60, 2**60) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.text(max_size=4), inner, max_size=4),
+    max_leaves=12))
+def test_fast_path_writes_exactly_what_the_jcs_writer_does(doc: object) -> None:
+    parts: list[str] = []
+    try:
+        signing._emit(doc, parts)
+        expected: bytes | None = "".join(parts).encode("utf-8")
+    except (CanonicalError, UnicodeEncodeError):
+        expected = None
+    try:
+        got: bytes | None = canonical(doc)
+    except CanonicalError:
+        got = None
+    assert got == expected
