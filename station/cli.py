@@ -30,7 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import reporting
     from .service import IDLE_WAKE_S, Station
     from .systemd import Notifier, ProgressWatchdog
-    config = load_config_arg(args)
+    config = load_config_arg(args, refuse_placeholders=True)
     setup_logging(args.log_level or config.logging.level)
     # Sentry's import costs ~0.1 s: start it beside GPIO set-up, not before it.
     sentry = threading.Thread(target=reporting.init_sentry, args=(config,),
@@ -68,7 +68,7 @@ WATCHDOG_STALL_S = 20.0   # below the unit's WatchdogSec=30
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from .config import boot_safety_warnings
-    config = load_config_arg(args)
+    config = load_config_arg(args, refuse_placeholders=True)
     for w in boot_safety_warnings(config.gpio):
         print(f"warning: {w}")
     for line in _signature_summary(config.security):

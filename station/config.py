@@ -81,6 +81,7 @@ class BrokerConfig:
     password_file: Path | None = None
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
+    plain_tcp_chosen: bool = False    # `tls: false` written: plain TCP on purpose (closed network)
 
     @property
     def addresses(self) -> tuple[BrokerAddress, ...]:
@@ -558,7 +559,7 @@ def _broker(s: _Section) -> BrokerConfig:
         session_expiry_s=s.integer("session_expiry_s", d.session_expiry_s, _between(
             3600, 0xFFFFFFFF, " s (the broker keeps queued complaints only this long)")),
         tls=tls, username=username, password_file=_password_file(s, username),
-        reconnect_min_s=rmin, reconnect_max_s=rmax)
+        reconnect_min_s=rmin, reconnect_max_s=rmax, plain_tcp_chosen=s.raw("tls") is False)
 
 
 def _topic_root(v: str) -> str | None:
@@ -838,12 +839,69 @@ _SECTIONS = ("station", "broker", "topics", "gpio", "alarm", "heartbeat", "stora
              "logging", "time", "security")
 
 
+# --- the example's placeholders (config/station.example.yaml) -------------------------------
+#
+# The package installs the example as the station's config. A station that was never
+# configured must not look healthy, so `check-config` and `run` refuse what the example leaves
+# to the technician. The example's identity and an unchosen TLS are accepted for a broker on
+# this machine (bench and test set-ups); a host under a name reserved for documentation can
+# never be reached and is refused everywhere.
+
+EXAMPLE_STATION_ID = "prabumulih-1"       # config/station.example.yaml, stations.example
+_DOCUMENTATION_DOMAINS = ("example", "example.com", "example.net", "example.org")  # RFC 2606
+
+
+def _documentation_host(host: str) -> bool:
+    """True for ``mqtt.polri.example`` and the like: reserved names that never resolve."""
+    name = host.lower().rstrip(".")
+    return any(name == d or name.endswith("." + d) for d in _DOCUMENTATION_DOMAINS)
+
+
+def _loopback(host: str) -> bool:
+    if host.lower().rstrip(".") in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def placeholder_problems(config: Config) -> list[str]:
+    """``"key.path: reason"`` for each setting still holding the example's placeholder.
+
+    A broker host (or failover entry) under a documentation name (``*.example``) always; the
+    example's ``station.id`` and a TLS left unchosen (``tls`` absent or null rather than a
+    mapping, ``true`` or ``false``) when any broker is not on this machine.
+    """
+    found: list[str] = []
+    broker = config.broker
+    remote = any(a.host and not _loopback(a.host) for a in broker.addresses)
+    if remote and config.station.id == EXAMPLE_STATION_ID:
+        found.append(f"station.id: {EXAMPLE_STATION_ID!r} is the example's station id: set this "
+                     "station's own id (the CN of its certificate, its MQTT user name)")
+    for i, address in enumerate(broker.addresses):
+        if _documentation_host(address.host):
+            key = "broker.host" if i == 0 else f"broker.failover[{i - 1}]"
+            found.append(f"{key}: {address.host!r} is the example's placeholder (a name reserved "
+                         "for documentation, it never resolves): set the national broker's "
+                         "address")
+    if remote and broker.tls is None and not broker.plain_tcp_chosen:
+        found.append("broker.tls: not chosen (the example has none): give ca_file, cert_file "
+                     "and key_file for the national broker's TLS listener (port 8883), or "
+                     "write `tls: false` for plain TCP on a closed network")
+    return found
+
+
 def parse_config(data: Any, *, source: Path | None = None,
-                 env: Mapping[str, str] | None = None) -> Config:
+                 env: Mapping[str, str] | None = None,
+                 refuse_placeholders: bool = False) -> Config:
     """Validate a parsed YAML document into a ``Config``.
 
     ``source`` is the file it came from: relative paths are resolved against its directory
     (else the working directory). ``env`` (default ``os.environ``) supplies ``SENTRY_DSN``.
+    ``refuse_placeholders`` (``check-config``, ``run``) also refuses what the example leaves
+    to edit (:func:`placeholder_problems`); local tools (``outputs-off``, ``firmware-config``,
+    ``status`` …) work on the unedited example.
     Raises ``ConfigError`` listing every problem, each ``"key.path: reason"``.
     """
     env = os.environ if env is None else env
@@ -873,6 +931,10 @@ def parse_config(data: Any, *, source: Path | None = None,
         security=_security(sec("security", ("hq_keys", "desk_keys", "require_signatures",
                                             "max_age_s"))),
         source=source)
+    if refuse_placeholders:
+        for problem in placeholder_problems(config):
+            path, _, reason = problem.partition(": ")
+            problems.add(path, reason)
     problems.raise_if_any(source)
     return config
 
@@ -932,14 +994,16 @@ def _yaml_reason(exc: yaml.MarkedYAMLError) -> str:
     return f"{where}YAML syntax error: {what}"
 
 
-def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None,
+                refuse_placeholders: bool = False) -> Config:
     """Read the YAML file at ``path`` and validate it (see ``parse_config``).
 
     A missing or unreadable file, bad UTF-8, a YAML syntax error (with line and column) or a
     duplicate key raise ``ConfigError`` just like invalid settings do.
     """
     path = Path(path)
-    return parse_config(_read_yaml(path), source=path, env=env)
+    return parse_config(_read_yaml(path), source=path, env=env,
+                        refuse_placeholders=refuse_placeholders)
 
 
 # --- boot safety (docs/BEHAVIOUR.md §4) -----------------------------------------------------------

@@ -75,10 +75,11 @@ def broker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--password-file", type=Path, help="file holding the password")
 
 
-def load_config_arg(args: argparse.Namespace) -> Config:
-    """The validated config named by ``--config`` (raises ConfigError)."""
+def load_config_arg(args: argparse.Namespace, *, refuse_placeholders: bool = False) -> Config:
+    """The validated config named by ``--config`` (raises ConfigError); with
+    ``refuse_placeholders`` (``check-config``, ``run``) the unedited example is refused too."""
     from .config import load_config
-    return load_config(args.config)
+    return load_config(args.config, refuse_placeholders=refuse_placeholders)
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -180,3 +180,30 @@ def test_history_and_status_print_times_in_display_tz(tmp_path):
     # --json keeps wire time: Unix seconds, not local text
     rows = json.loads(run_cli("history", "-c", str(jakarta), "--json").stdout)
     assert {row["alerted_at"] for row in rows} == {alerted, alerted + 3600}
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "station.example.yaml"
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_unedited_example_is_refused_naming_each_key(command):
+    r = run_cli(command, "-c", str(EXAMPLE))
+    assert r.returncode == 78, r.stdout + r.stderr
+    assert "OK" not in r.stdout
+    for key in ("station.id:", "broker.host:", "broker.tls:"):
+        assert f"  {key}" in r.stderr, r.stderr
+
+
+def test_edited_example_is_accepted(tmp_path):
+    text = EXAMPLE.read_text(encoding="utf-8")
+    for old, new in (("id: prabumulih-1 ", "id: bandung-1    "),
+                     ("region: sumsel-prabumulih", "region: jabar-bandung    "),
+                     ("host: mqtt.polri.example", "host: 10.20.0.5         "),
+                     ("tls: null ", "tls: false")):
+        assert old in text
+        text = text.replace(old, new, 1)
+    cfg = tmp_path / "station.yaml"
+    cfg.write_text(text, encoding="utf-8")
+    r = run_cli("check-config", "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert "OK (station bandung-1, region jabar-bandung)" in r.stdout

@@ -10,6 +10,7 @@ import yaml
 
 from station.config import (
     DEFAULT_PATTERNS,
+    EXAMPLE_STATION_ID,
     SAFE_PINS_ACTIVE_HIGH,
     SAFE_PINS_ACTIVE_LOW,
     AlarmConfig,
@@ -24,12 +25,13 @@ from station.config import (
     boot_safety_warnings,
     load_config,
     parse_config,
+    placeholder_problems,
 )
 from station.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "station.example.yaml"
 MINIMAL: dict[str, Any] = {
-    "station": {"id": "polres-prabumulih", "region": "sumsel-prabumulih"},
+    "station": {"id": "prabumulih-1", "region": "sumsel-prabumulih"},
     "broker": {"host": "mqtt.polri.example"},
 }
 DELETE = object()
@@ -77,7 +79,7 @@ def has_path(found: list[str], key_path: str) -> bool:
 
 def test_example_loads_as_is() -> None:
     config = load_config(EXAMPLE, env={})
-    assert config.station == StationIdentity("polres-prabumulih", "sumsel-prabumulih")
+    assert config.station == StationIdentity("prabumulih-1", "sumsel-prabumulih")
     assert config.broker.host == "mqtt.polri.example"
     assert config.gpio.pin_factory == "auto"
     assert config.source == EXAMPLE
@@ -108,7 +110,7 @@ def test_example_uses_sentry_dsn_from_environment() -> None:
 
 def test_minimal_file_gets_defaults(tmp_path: Path) -> None:
     config = load(tmp_path, {})
-    expected = Config(station=StationIdentity("polres-prabumulih", "sumsel-prabumulih"),
+    expected = Config(station=StationIdentity("prabumulih-1", "sumsel-prabumulih"),
                       broker=BrokerConfig(host="mqtt.polri.example"))
     assert config == expected
     assert config.broker.port == 1883 and config.broker.protocol == "5"
@@ -382,7 +384,7 @@ def test_tls_file_that_is_a_directory(tmp_path: Path) -> None:
 
 def test_password_file(tmp_path: Path) -> None:
     (tmp_path / "mqtt.pw").write_text("hunter2\n")
-    broker = load(tmp_path, {"broker": {"username": "polres-prabumulih",
+    broker = load(tmp_path, {"broker": {"username": "prabumulih-1",
                                         "password_file": "mqtt.pw"}}).broker
     assert broker.password_file == tmp_path / "mqtt.pw"
     assert broker.password() == "hunter2"
@@ -572,3 +574,72 @@ def test_safe_pin_tables() -> None:
 
 def test_default_gpio_is_boot_safe() -> None:
     assert boot_safety_warnings(GpioConfig()) == []
+
+
+# --- the example's placeholders (refused by check-config and run) -------------------------------
+
+def refused(tmp_path: Path, patch: dict[str, Any]) -> list[str]:
+    try:
+        load_config(write(tmp_path, merged(patch)), env={}, refuse_placeholders=True)
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+def test_unedited_example_names_each_placeholder() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(EXAMPLE, env={}, refuse_placeholders=True)
+    assert [p.split(":")[0] for p in err.value.problems] == [
+        "station.id", "broker.host", "broker.tls"]
+
+
+def test_local_tools_still_read_the_unedited_example() -> None:
+    # outputs-off (ExecStopPost, package removal), firmware-config, timesync-config, status
+    assert load_config(EXAMPLE, env={}).station.id == EXAMPLE_STATION_ID
+
+
+@pytest.mark.parametrize("patch", [
+    {"station": {"id": "prabumulih-2"}, "broker": {"host": "10.20.0.5", "tls": False}},
+    {"station": {"id": "bandung-1"}, "broker": {"host": "mqtt.polri.internal", "tls": True}},
+    {"station": {"id": "bandung-1"}, "broker": {"host": "mqtt.polri.internal",
+                                                 "tls": {"ca_file": "ca.crt"}}},
+    # a bench or test set-up on this machine may keep the example's identity and no TLS
+    {"broker": {"host": "127.0.0.1"}},
+    {"broker": {"host": "::1", "failover": ["localhost:1884"]}},
+])
+def test_an_edited_config_passes(tmp_path: Path, patch: dict[str, Any]) -> None:
+    (tmp_path / "ca.crt").write_text("not checked here\n")
+    assert refused(tmp_path, patch) == []
+
+
+@pytest.mark.parametrize("patch, keys", [
+    ({"broker": {"host": "10.20.0.5", "tls": False}}, ["station.id"]),
+    ({"station": {"id": "bandung-1"}, "broker": {"host": "10.20.0.5"}}, ["broker.tls"]),
+    ({"station": {"id": "bandung-1"}, "broker": {"host": "10.20.0.5", "tls": None}},
+     ["broker.tls"]),
+    ({"station": {"id": "bandung-1"},
+      "broker": {"host": "10.20.0.5", "tls": False, "failover": ["mqtt2.polri.example"]}},
+     ["broker.failover[0]"]),
+    ({"station": {"id": "bandung-1"}, "broker": {"host": "MQTT.Example.COM.", "tls": False}},
+     ["broker.host"]),
+    # a remote failover makes the set-up remote
+    ({"broker": {"host": "127.0.0.1", "failover": ["10.20.0.6"]}},
+     ["station.id", "broker.tls"]),
+])
+def test_each_placeholder_left_is_named(tmp_path: Path, patch: dict[str, Any],
+                                        keys: list[str]) -> None:
+    assert [p.split(":")[0] for p in refused(tmp_path, patch)] == keys
+
+
+def test_placeholders_are_reported_with_the_other_problems(tmp_path: Path) -> None:
+    found = refused(tmp_path, {"broker": {"port": 0}, "gpio": {"siren": {"pin": 41}}})
+    assert [p.split(":")[0] for p in found] == [
+        "broker.port", "gpio.siren.pin", "station.id", "broker.host", "broker.tls"]
+
+
+def test_placeholder_problems_is_pure() -> None:
+    config = Config(station=StationIdentity("bandung-1", "jabar-bandung"),
+                    broker=BrokerConfig(host="mqtt.polri.example", tls=TlsConfig()))
+    assert placeholder_problems(config) == [
+        "broker.host: 'mqtt.polri.example' is the example's placeholder (a name reserved for "
+        "documentation, it never resolves): set the national broker's address"]
