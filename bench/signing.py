@@ -58,8 +58,10 @@ for _ in range(2000):
     t = time.perf_counter(); verify(); single.append((time.perf_counter() - t) * 1e6)
 single.sort()
 print(json.dumps({"library": lib, "rss_added_mib": round((after - before) / 1024, 2),
-                  "import_ms": round(import_ms, 1), "verify_us_median_of_runs": round(sorted(runs)[3], 1),
-                  "verify_us_p50": round(single[1000], 1), "verify_us_p99": round(single[1980], 1)}))
+                  "import_ms": round(import_ms, 1),
+                  "verify_us_median_of_runs": round(sorted(runs)[3], 1),
+                  "verify_us_p50": round(single[1000], 1),
+                  "verify_us_p99": round(single[1980], 1)}))
 '''
 
 

@@ -794,7 +794,8 @@ def _keys(s: _Section, name: str, seen: dict[str, str]) -> tuple[PublicKeyRef, .
     if value is None:
         return ()
     if not isinstance(value, list):
-        s.problems.add(s.key(name), f"expected a list of {{kid, public_key_file}}, got {_got(value)}")
+        s.problems.add(s.key(name),
+                       f"expected a list of {{kid, public_key_file}}, got {_got(value)}")
         return ()
     out: list[PublicKeyRef] = []
     for i, item in enumerate(value):
@@ -832,7 +833,8 @@ def _security(s: _Section) -> SecurityConfig:
         if missing:
             s.problems.add(s.path or "security", missing)
     return SecurityConfig(hq_keys=hq, desk_keys=desk, require_signatures=required,
-                          max_age_s=s.number("max_age_s", d.max_age_s, _between(60, 7 * 86400, " s")))
+                          max_age_s=s.number("max_age_s", d.max_age_s,
+                                             _between(60, 7 * 86400, " s")))
 
 
 _SECTIONS = ("station", "broker", "topics", "gpio", "alarm", "heartbeat", "storage", "sentry",

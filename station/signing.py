@@ -1,8 +1,8 @@
 """Signed complaints and commands (docs/SIGNING.md): canonical bytes, Ed25519, key files.
 
-A leaf room: it imports nothing from the package, so the config room can read key files with
-it and both sides of the wire (the station verifying, HQ and the desk signing) share one
-definition of the signed bytes:
+A leaf room: it imports nothing of the package but its errors, so the config room can read
+key files with it and both sides of the wire (the station verifying, HQ and the desk signing)
+share one definition of the signed bytes:
 
     topic + "\\n" + canonical JSON of the message without its ``sig`` member
 
@@ -32,6 +32,8 @@ from pathlib import Path
 from json.encoder import encode_basestring as _quote   # C; what json.dumps(ensure_ascii=False) uses
 from typing import Any, Iterable, Mapping
 
+from .errors import StationError
+
 SIG = "sig"                                   # the member that carries the signature
 KID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 MAX_SAFE_INT = 2**53 - 1                      # JCS numbers are IEEE doubles
@@ -55,16 +57,16 @@ class Reason(StrEnum):
     STALE = "stale"
 
 
-class CanonicalError(ValueError):
+class CanonicalError(StationError, ValueError):
     """The message holds a value without a canonical form (float, huge integer, lone
     surrogate, a non-string key)."""
 
 
-class KeyFileError(ValueError):
+class KeyFileError(StationError, ValueError):
     """A key file that cannot be read or is not an Ed25519 key as openssl writes it."""
 
 
-class SignatureLibraryMissing(ImportError):
+class SignatureLibraryMissing(StationError, ImportError):
     """PyNaCl is not installed (on armv7l it comes from the OS: ``python3-nacl``)."""
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import StationError
 from ..signing import KeyFileError, SigningKey
 
 
-class SignArgsError(ValueError):
+class SignArgsError(StationError, ValueError):
     """The signing options are incomplete or name an unusable key (a usage error, exit 2)."""
 
 
