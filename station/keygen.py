@@ -11,8 +11,9 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from .signing import KID_RE, generate, private_pem, public_pem
+from .signing import KID_RE, SigningKey, generate, private_pem, public_pem
 from .terminal import Exit
 
 
@@ -46,6 +47,19 @@ def write_keypair(out: Path, kid: str) -> tuple[Path, Path]:
 def config_entry(kid: str, public_key_file: Path) -> dict[str, str]:
     """One item of ``security.hq_keys`` / ``security.desk_keys``."""
     return {"kid": kid, "public_key_file": str(public_key_file)}
+
+
+def station_keys(key_dir: Path, *, hq_kid: str = "hq", desk_kid: str = "desk"
+                 ) -> tuple[SigningKey, SigningKey, dict[str, Any]]:
+    """A new HQ key and desk key written into ``key_dir``, and the station config's
+    ``security`` section that trusts them (signatures then required): for the demo, bench/
+    and tests. Raises as ``write_keypair``."""
+    keys, section = [], {}
+    for kid, role in ((hq_kid, "hq_keys"), (desk_kid, "desk_keys")):
+        private, public = write_keypair(key_dir, kid)
+        keys.append(SigningKey.from_file(private, kid))
+        section[role] = [config_entry(kid, public)]
+    return keys[0], keys[1], section
 
 
 def main(args: argparse.Namespace) -> int:

@@ -68,3 +68,16 @@ def test_send_complaint_sign_options_go_together(tmp_path: Path) -> None:
     r = run_cli("send-complaint", "--broker", "127.0.0.1:1", "--region", REGION,
                 "--sign-key", str(tmp_path / "none.pem"), "--kid", "hq-1")
     assert r.returncode == 2 and "file not found" in r.stderr
+
+
+def test_station_keys_give_a_security_section_the_config_accepts(tmp_path: Path) -> None:
+    from station.config import parse_config
+    from station.keygen import station_keys
+    from station.signing import ring_of, sign
+    hq_key, desk_key, section = station_keys(tmp_path / "keys")
+    config = parse_config({"station": {"id": "prabumulih-1", "region": REGION},
+                           "broker": {"host": "127.0.0.1"}, "security": section})
+    assert config.security.require_signatures
+    ring = ring_of((k.kid, k.public_key) for k in config.security.hq_keys)
+    assert ring.verify(sign({"v": 1}, "t", hq_key), "t").kid == "hq"
+    assert [k.kid for k in config.security.desk_keys] == [desk_key.kid] == ["desk"]

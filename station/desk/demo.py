@@ -78,13 +78,8 @@ class DemoSettings:
 def demo_keys(key_dir: Path) -> tuple[SigningKey, SigningKey, dict[str, Any]]:
     """HQ's and the desk's keys (written by keygen into ``key_dir``) and the station's
     ``security`` section that trusts them."""
-    from ..keygen import config_entry, write_keypair
-    keys, section = [], {}
-    for kid, role in (("demo-hq", "hq_keys"), ("demo-desk", "desk_keys")):
-        private, public = write_keypair(key_dir, kid)
-        keys.append(SigningKey.from_file(private, kid))
-        section[role] = [config_entry(kid, public)]
-    return keys[0], keys[1], section
+    from ..keygen import station_keys
+    return station_keys(key_dir, hq_kid="demo-hq", desk_kid="demo-desk")
 
 
 def demo_config(port: int, state_dir: Path, settings: DemoSettings,
