@@ -316,3 +316,19 @@ def test_fast_path_writes_exactly_what_the_jcs_writer_does(doc: object) -> None:
     except CanonicalError:
         got = None
     assert got == expected
+
+
+def test_without_keys_the_library_is_never_imported() -> None:
+    # ~1.2 MiB of resident memory a station without keys does not pay (bench/signing.py).
+    import subprocess
+    import sys
+    code = ("import sys, station.service, station.cli\n"
+            "from station.config import parse_config\n"
+            "from station.signing import gates_for\n"
+            "c = parse_config({'station': {'id': 'a', 'region': 'b'},"
+            " 'broker': {'host': '127.0.0.1'}})\n"
+            "assert gates_for(c.security) == (None, None)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('nacl', '_sodium')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"

@@ -105,6 +105,7 @@ def test_refused_messages_never_touch_a_relay_and_a_signed_complaint_alarms(
     hq.wait_event("alerting", complaint_id="c-real")
     assert s.relay_on("siren") and s.relay_on("beacon")
     during = relay_history(s)
+    assert during[0] > before[0] and during[1] > before[1], "the pins record every change"
 
     # Forged silences and acks during the real (continuous) alarm: nothing moves.
     def command(cmd: str, cmd_id: str, **args: Any) -> dict[str, Any]:
