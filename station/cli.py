@@ -2,8 +2,9 @@
 
 The station side (``run``, ``check-config``, ``status``, ``history``, ``outputs-off``,
 ``quarantine-db``, ``selftest``, ``firmware-config``, ``timesync-config``) runs on the Pi.
-The desk and HQ side (``send-complaint``, ``monitor``, ``demo``) lives in :mod:`station.desk`
-and is imported only when its subcommand is chosen. Exit codes: :class:`station.terminal.Exit`.
+The desk and HQ side (``send-complaint``, ``send-command``, ``monitor``, ``demo``)
+lives in :mod:`station.desk` and is imported only when its subcommand is chosen. Exit codes:
+:class:`station.terminal.Exit`.
 """
 from __future__ import annotations
 
@@ -302,6 +303,8 @@ PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
     "send-complaint": ("publish a complaint as HQ would; prints its id", "station.desk.send"),
     "keygen": ("make an Ed25519 signing key pair for HQ or the desk (docs/SIGNING.md)",
                "station.keygen"),
+    "send-command": ("send ack/silence/test/status to a station; prints its cmd_result",
+                     "station.desk.command"),
 }
 
 

@@ -30,3 +30,8 @@ class HardwareError(StationError, RuntimeError):
 
 class ProtocolError(StationError, ValueError):
     """A payload violates the national interface (used internally by the parsers)."""
+
+
+class PublishRefused(StationError, RuntimeError):
+    """The broker refused a client's publish (an MQTT 5 PUBACK reason >= 0x80, e.g. 0x87 "not
+    authorized" under the ACL). Client commands exit 1 on it: nothing was delivered."""

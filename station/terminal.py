@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .config import BrokerAddress, parse_address
-from .errors import ConfigError, HardwareError, StorageError
+from .errors import ConfigError, HardwareError, PublishRefused, StorageError
 
 if TYPE_CHECKING:
     from gpiozero import Factory
@@ -114,6 +114,9 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
         return Exit.IOERR
     except HardwareError as e:
         print(f"GPIO: {e}", file=sys.stderr)
+        return Exit.FAIL
+    except PublishRefused as e:
+        print(f"refused by the broker: {e}", file=sys.stderr)
         return Exit.FAIL
     except ConnectionError as e:
         print(f"broker unreachable: {e}", file=sys.stderr)

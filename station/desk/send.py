@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from ..protocol import ID_RE, NAME_RE, complaint_payload, region_complaints, rfc3339
 from ..signing import sign_payload
 from ..terminal import Exit, broker_args
-from .clients import hq_client, publish_wait
+from .clients import EventWaiter, confirm, hq_client, publish_wait
 from .keys import SignArgsError, add_sign_args, signing_key
 
 
@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--count", type=int, default=1, help="complaints to send (load, drills)")
     p.add_argument("--rate", type=float, default=0.0, help="complaints per second (0: fast)")
     add_sign_args(p)
+    p.add_argument("--wait-alerting", type=float, metavar="SECONDS",
+                   help="wait up to SECONDS for each complaint's alerting event; print "
+                        "station and relay_latency_ms; exit 1 if one does not come")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -36,10 +39,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return Exit.USAGE
     topic = region_complaints(args.root, args.region)
-    ids = []
+    ids: list[str] = []
+    infos = []
     count = max(1, args.count)
     gap = 1.0 / args.rate if args.rate else 0.0
     with hq_client(args) as client:
+        waiter = EventWaiter(client, args.root) if args.wait_alerting else None
         start = time.monotonic()
         for i in range(count):
             cid = args.id if args.id and count == 1 else new_id(args.id, i)
@@ -52,13 +57,32 @@ def main(args: argparse.Namespace) -> int:
                                         reported_at=rfc3339(time.time()))
             if key is not None:
                 payload = sign_payload(payload, topic, key)
-            publish_wait(client, topic, payload, wait=(i == count - 1))
+            infos.append(publish_wait(client, topic, payload, wait=False))
             ids.append(cid)
             if gap:
                 time.sleep(max(0.0, start + (i + 1) * gap - time.monotonic()))
+        confirm(client, infos, topic)          # raises when refused or unconfirmed
+        if waiter is not None:
+            return _report_alerting(waiter, ids, args.wait_alerting)
     for cid in ids:
         print(cid)
     return Exit.OK
+
+
+def _report_alerting(waiter: EventWaiter, ids: list[str], seconds: float) -> int:
+    """One line per complaint: id, station, relay_latency_ms — or that none came (exit 1)."""
+    deadline = time.monotonic() + seconds
+    missing = 0
+    for cid in ids:
+        doc = waiter.wait(lambda d: d.get("type") == "alerting" and d.get("complaint_id") == cid,
+                          max(0.0, deadline - time.monotonic()))
+        if doc is None:
+            missing += 1
+            print(f"{cid} no alerting within {seconds:g} s")
+        else:
+            print(f"{cid} alerting station={doc.get('station')} "
+                  f"relay_latency_ms={doc.get('relay_latency_ms')}")
+    return Exit.FAIL if missing else Exit.OK
 
 
 def new_id(prefix: str | None, i: int) -> str:
