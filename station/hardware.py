@@ -47,7 +47,8 @@ STEADY = Pattern(1.0, 0.0)
 
 EdgeCallback = Callable[[bool, float], None]
 
-_INSTALL = "install the [pi] extra on the Pi: pip install 'polres-station[pi]'"
+_INSTALL = ("install the [pi] extra from the station's checkout or wheelhouse (pip install "
+            "-e '.[pi]'; the package is not on the public index)")
 _LIBRARIES = {
     # name: (gpiozero module, factory class, Python library it needs, how to get it)
     "lgpio": ("gpiozero.pins.lgpio", "LGPIOFactory", "lgpio",

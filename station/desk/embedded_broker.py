@@ -153,7 +153,7 @@ class _Amqtt:
             from amqtt.broker import Broker
         except ImportError as e:
             raise RuntimeError("no mosquitto installed and amqtt missing: "
-                               "pip install 'polres-station[demo]' (or: make demo)") from e
+                               "pip install -e '.[desk]' in the checkout (or: make demo)") from e
 
         async def start() -> Any:
             broker = Broker(self._config(), loop=self._loop)

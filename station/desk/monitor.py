@@ -290,6 +290,37 @@ def render_table(rows: list[dict[str, Any]], *, limit: int | None = None,
     return table
 
 
+def plain_table(rows: list[dict[str, Any]], *, limit: int | None = None) -> str:
+    """The desk's table as plain text (no rich installed, or not a terminal)."""
+    lines = [f"{'station':<24} {'region':<20} {'state':<18} {'alarms':>12} {'faults':<20} "
+             f"{'outbox':>6} {'ack ms':>7} {'seen':>7}"]
+    shown = rows if limit is None else rows[:limit]
+    for r in shown:
+        state = r["state"] + (f" ({r['reason']})" if r["reason"] else "")
+        active = r["alarms"]["active"]
+        alarms = f"{active} ({_age_text(r['alarms']['oldest_unacked_s'])})" if active else "0"
+        ack = r["last_ack_latency_ms"]
+        lines.append(f"{r['station']:<24} {r['region'][:20]:<20} {state:<18} {alarms:>12} "
+                     f"{', '.join(r['faults'])[:20]:<20} {r['outbox_pending'] or '':>6} "
+                     f"{'-' if ack is None else f'{ack:.0f}':>7} {_age_text(r['age_s']):>7}")
+    if len(shown) < len(rows):
+        lines.append(f"… {len(rows) - len(shown)} more")
+    lines.append(summary(rows))
+    return "\n".join(lines)
+
+
+def _live_plain(desk: Desk, sub: Subscription, every_s: float = 5.0) -> int:
+    """Without rich: a plain table every ``every_s`` seconds until Ctrl-C."""
+    try:
+        while True:
+            time.sleep(every_s)
+            link = "" if sub.client.is_connected() else "  BROKER UNREACHABLE"
+            print(f"--- {time.strftime('%H:%M:%S')}{link}")
+            print(plain_table(desk.rows(), limit=40), flush=True)
+    except KeyboardInterrupt:
+        return 0
+
+
 # --- MQTT -------------------------------------------------------------------------------------
 
 class Subscription:
@@ -364,13 +395,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from .clients import connected
     host, port = args.broker.host, args.broker.port
-    if not (args.once and args.json) and importlib.util.find_spec("rich") is None:
-        print("monitor: the table needs rich (pip install 'polres-station[demo]'); "
-              "--once --json works without it", file=sys.stderr)
-        return 2
+    plain = importlib.util.find_spec("rich") is None
     desk = Desk(args.root)
     sub = Subscription(args, desk)
     with connected(sub.client, host, port):
+        if not args.once and plain:
+            return _live_plain(desk, sub)
         if not args.once:
             try:
                 _live(desk, sub, f"Polres 110 monitoring desk — {args.broker} {args.root}")
@@ -380,6 +410,8 @@ def main(args: argparse.Namespace) -> int:
         rows = desk.rows()
     if args.json:
         print(snapshot_json(rows))
+    elif plain:
+        print(plain_table(rows))
     else:
         from rich.console import Console
         Console().print(render_table(rows, title=f"{args.broker} {args.root}"))
