@@ -1,0 +1,1 @@
+"""The national desk: the web wall (state, store, HTTP, browser) and the client commands."""

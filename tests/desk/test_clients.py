@@ -1,0 +1,85 @@
+"""The client commands against a real mosquitto and the real station: ``send-command`` waits for
+its ``cmd_result``, ``send-complaint --wait-alerting`` prints the relay latency, exit codes when
+nothing answers, and ``monitor`` without rich."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from helpers import REGION, STATION, Mosquitto, free_port, station_config
+
+
+def cli(*args: str, timeout: float = 60, env_python: list[str] | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*(env_python or [sys.executable, "-m", "station.cli"]), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_send_command_prints_the_cmd_result(broker: Mosquitto, tmp_path: Path,
+                                            start_station: Any) -> None:
+    start_station(station_config(tmp_path, broker.port))
+    r = cli("send-command", "--broker", broker.address, "--station", STATION, "status")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert (result["type"], result["cmd"], result["ok"]) == ("cmd_result", "status", True)
+
+
+def test_send_command_refused_by_the_station_exits_1(broker: Mosquitto, tmp_path: Path,
+                                                     start_station: Any) -> None:
+    start_station(station_config(tmp_path, broker.port))
+    r = cli("send-command", "--broker", broker.address, "--station", STATION, "ack",
+            "--complaint-id", "110-never-sent", "--by", "desk-test")
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["ok"] is False
+
+
+def test_send_command_unanswered_exits_1(broker: Mosquitto) -> None:
+    r = cli("send-command", "--broker", broker.address, "--station", "nobody-1", "status",
+            "--timeout", "1")
+    assert r.returncode == 1
+    assert "no cmd_result" in r.stderr
+
+
+def test_client_commands_without_a_broker_exit_69() -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    assert cli("send-command", "--broker", dead, "--station", STATION, "status").returncode == 69
+    assert cli("send-complaint", "--broker", dead, "--region", REGION).returncode == 69
+
+
+def test_send_complaint_waits_for_alerting(broker: Mosquitto, tmp_path: Path,
+                                           start_station: Any) -> None:
+    running = start_station(station_config(tmp_path, broker.port))
+    from helpers import wait_for
+    wait_for(lambda: running.station.link.connected, 10, what="station connected")
+    r = cli("send-complaint", "--broker", broker.address, "--region", REGION, "--id", "110-wa-1",
+            "--wait-alerting", "10")
+    assert r.returncode == 0, r.stderr
+    line = r.stdout.strip()
+    assert line.startswith(f"110-wa-1 alerting station={STATION} relay_latency_ms=")
+    assert float(line.rsplit("=", 1)[1]) >= 0
+
+
+def test_send_complaint_no_alerting_exits_1(broker: Mosquitto) -> None:
+    r = cli("send-complaint", "--broker", broker.address, "--region", "nowhere",
+            "--id", "110-wa-2", "--wait-alerting", "1")
+    assert r.returncode == 1
+    assert "110-wa-2 no alerting within 1 s" in r.stdout
+
+
+def test_monitor_without_rich_prints_a_plain_table(broker: Mosquitto, tmp_path: Path,
+                                                  start_station: Any) -> None:
+    running = start_station(station_config(tmp_path, broker.port))
+    from helpers import wait_for
+    wait_for(lambda: running.station.link.connected, 10, what="station connected")
+    no_rich = [sys.executable, "-c",
+               "import sys; sys.modules['rich'] = None; from station.cli import main; "
+               "sys.exit(main())"]
+    r = cli("monitor", "--broker", broker.address, "--once", env_python=no_rich)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["station", "region", "state"]
+    assert any(line.startswith(STATION) and "online" in line for line in lines)
+    assert "1 stations" in lines[-1]
