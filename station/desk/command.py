@@ -22,7 +22,7 @@ from .keys import SignArgsError, add_sign_args, signing_key
 
 def command_doc(cmd: str, *, cmd_id: str | None = None, complaint_id: str | None = None,
                 by: str | None = None, seconds: float | None = None) -> dict[str, Any]:
-    """The command message (SPEC §2.4) with only the arguments its ``cmd`` takes."""
+    """The command message (docs/INTERFACE.md §7) with only the arguments its ``cmd`` takes."""
     args: dict[str, Any] = {}
     if cmd == "ack":
         if complaint_id:
