@@ -432,7 +432,10 @@ class Station:
         # Logged after the hand-over: the writer thread wakes meanwhile, then commits while
         # this thread formats (the fsync releases the GIL).
         for type_, fields in lines:
-            log.info("%s %s", type_, _loggable(fields))
+            # A fault (gpio, storage, subscription, siren_failed …) is trouble: it must show
+            # in `journalctl -p warning`.
+            log.log(logging.WARNING if type_ == EventType.FAULT else logging.INFO,
+                    "%s %s", type_, _loggable(fields))
         for note in d.notes:
             log.info("%s", note)
         if d.status_changed:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import threading
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TextIO
 
 from .config import BrokerAddress, parse_address
 from .errors import ConfigError, HardwareError, PublishRefused, StorageError
@@ -82,9 +84,90 @@ def load_config_arg(args: argparse.Namespace, *, refuse_placeholders: bool = Fal
     return load_config(args.config, refuse_placeholders=refuse_placeholders)
 
 
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+class JournalPriority(IntEnum):
+    """syslog priorities as sd-daemon(3) prefixes (``<3>``): ``journalctl -p warning`` shows
+    ERR and WARNING (and worse)."""
+
+    CRIT = 2
+    ERR = 3
+    WARNING = 4
+    INFO = 6
+    DEBUG = 7
+
+
+def journal_priority(levelno: int) -> JournalPriority:
+    """The journal priority of a :mod:`logging` level (NOTSET and below INFO: DEBUG)."""
+    for floor, priority in ((logging.CRITICAL, JournalPriority.CRIT),
+                            (logging.ERROR, JournalPriority.ERR),
+                            (logging.WARNING, JournalPriority.WARNING),
+                            (logging.INFO, JournalPriority.INFO)):
+        if levelno >= floor:
+            return priority
+    return JournalPriority.DEBUG
+
+
+class JournalFormatter(logging.Formatter):
+    """Prefixes every line of a record (a traceback too) with its priority, ``<3>ERROR …``:
+    journald takes each line of a stream as one entry, and an unprefixed one as INFO."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{journal_priority(record.levelno).value}>"
+        return "\n".join(prefix + line for line in super().format(record).split("\n"))
+
+
+def journal_stream(stream: TextIO | None = None,
+                   env: Mapping[str, str] | None = None) -> bool:
+    """True when ``stream`` (default stderr) is connected to the journal: systemd sets
+    ``JOURNAL_STREAM=<device>:<inode>`` of the stream it connected, and a redirect in between
+    (``ExecStart=sh -c '… 2>file'``, a technician's shell) leaves it set but wrong."""
+    value = (os.environ if env is None else env).get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        st = os.fstat((stream or sys.stderr).fileno())
+    except (OSError, ValueError, AttributeError):   # closed, or not backed by a descriptor
+        return False
+    return (st.st_dev, st.st_ino) == (int(device), int(inode))
+
+
+def setup_logging(level: str = "INFO", *, stream: TextIO | None = None) -> None:
+    """Log to ``stream`` (default stderr) at ``level``, one line per event; each line carries
+    its journal priority (``<4>WARNING …``) when the stream is the journal's."""
+    stream = stream or sys.stderr
+    journal = journal_stream(stream)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JournalFormatter(LOG_FORMAT) if journal
+                         else logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
+    if journal:
+        # Python warnings (gpiozero's PinFactoryFallback …) and a crash's traceback would
+        # otherwise reach the journal unprefixed, i.e. at INFO.
+        logging.captureWarnings(True)
+        sys.excepthook = _log_crash
+        threading.excepthook = lambda a: _log_crash(a.exc_type, a.exc_value or a.exc_type(),
+                                                    a.exc_traceback, thread=a.thread)
+
+
+def _log_crash(exc_type: type[BaseException], exc: BaseException | None, tb: Any,
+               thread: threading.Thread | None = None) -> None:
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc or exc_type(), tb)
+        return
+    where = f" in thread {thread.name}" if thread is not None else ""
+    logging.getLogger("station").critical("unhandled exception%s", where,
+                                          exc_info=(exc_type, exc, tb))
+
+
+def say_error(text: str) -> None:
+    """An error line on stderr for a person or the journal (``<3>`` prefix under systemd, so
+    a refused start — exit 78, 74, GPIO — shows in ``journalctl -p warning``)."""
+    prefix = f"<{JournalPriority.ERR.value}>" if journal_stream() else ""
+    for line in text.split("\n"):
+        print(prefix + line, file=sys.stderr)
 
 
 def pin_factory_for(config: Config) -> Factory | None:
@@ -100,25 +183,25 @@ def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Nam
     try:
         return handler(args)
     except ConfigError as e:
-        print(f"configuration invalid: {e.source or ''}", file=sys.stderr)
+        say_error(f"configuration invalid: {e.source or ''}")
         for problem in e.problems:
-            print(f"  {problem}", file=sys.stderr)
+            say_error(f"  {problem}")
         return Exit.CONFIG
     except StorageError as e:
-        print(f"state database unusable: {e}", file=sys.stderr)
+        say_error(f"state database unusable: {e}")
         if getattr(e, "recoverable_by_quarantine", False) and args.command != "quarantine-db":
             config = getattr(args, "config", DEFAULT_CONFIG)
             option = "" if config == DEFAULT_CONFIG else f" -c {config}"
-            print(f"recovery: systemctl stop polres-station; polres-station quarantine-db"
-                  f"{option}; systemctl start polres-station", file=sys.stderr)
+            say_error(f"recovery: systemctl stop polres-station; polres-station quarantine-db"
+                      f"{option}; systemctl start polres-station")
         return Exit.IOERR
     except HardwareError as e:
-        print(f"GPIO: {e}", file=sys.stderr)
+        say_error(f"GPIO: {e}")
         return Exit.FAIL
     except PublishRefused as e:
         print(f"refused by the broker: {e}", file=sys.stderr)
         return Exit.FAIL
     except ConnectionError as e:
-        print(f"broker unreachable: {e}", file=sys.stderr)
+        say_error(f"broker unreachable: {e}")
         return Exit.UNAVAILABLE
 

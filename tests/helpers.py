@@ -5,8 +5,12 @@ Imported by test modules (``from helpers import ...``); ``conftest.py`` holds fi
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,7 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -229,6 +233,38 @@ class RunningStation:
         self.station.stop()
         self.thread.join(5)
         self.factory.close()
+
+
+JOURNAL_LINE = re.compile(r"^<([0-7])>")
+
+
+def journal_entries(text: str) -> list[tuple[int | None, str]]:
+    """``(priority, line)`` per line of a stream as journald reads it (sd-daemon(3) ``<N>``
+    prefixes); a line without one is ``(None, line)`` (journald would file it as INFO)."""
+    out: list[tuple[int | None, str]] = []
+    for line in text.splitlines():
+        m = JOURNAL_LINE.match(line)
+        out.append((int(m.group(1)), line[m.end():]) if m else (None, line))
+    return out
+
+
+@contextlib.contextmanager
+def journal_capture(level: int = logging.INFO) -> Iterator[io.StringIO]:
+    """Everything logged meanwhile, formatted as ``polres-station run`` does under systemd
+    (station.terminal's journal formatter), into the StringIO yielded."""
+    from station.terminal import LOG_FORMAT, JournalFormatter
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JournalFormatter(LOG_FORMAT))
+    root, station_log = logging.getLogger(), logging.getLogger("station")
+    before = station_log.level
+    root.addHandler(handler)
+    station_log.setLevel(level)
+    try:
+        yield out
+    finally:
+        root.removeHandler(handler)
+        station_log.setLevel(before)
 
 
 class StationProcess:
