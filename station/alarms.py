@@ -7,18 +7,29 @@ debounce and holds, self-test, siren feedback) are deadlines: the shell asks
 ``next_deadline()`` and feeds a ``Tick`` when it passes.
 
 >>> m = Machine(AlarmConfig())
->>> d = m.handle(NewComplaint("110-1", "urgent", received_at=0.0), now=0.001)
->>> d.outputs.beacon, d.events[0].type
+>>> d = m.handle(NewComplaint("110-1", Priority.URGENT, received_at=0.0), now=0.001)
+>>> d.outputs.beacon, str(d.events[0].type)
 (True, 'alerting')
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Mapping, Union
 
-from .config import PRIORITIES, AlarmConfig, Pattern
+from .config import AlarmConfig, Pattern
+from .protocol import (
+    AckMethod, ButtonState, EventType, Fault, Priority, SelfTestResult, Trigger,
+)
 
-RANK = {p: i for i, p in enumerate(PRIORITIES)}  # 0 = highest
+RANK = {p: i for i, p in enumerate(Priority)}  # 0 = highest
+
+
+class AlarmState(StrEnum):
+    """An alarm's state in the history: sounding or beaconing until acknowledged, then acked."""
+
+    ACTIVE = "active"
+    ACKED = "acked"
 CONTINUOUS = Pattern(1.0, 0.0)
 
 
@@ -40,7 +51,7 @@ class NewComplaint:
     """A valid complaint with an id not seen before (the shell checks duplicates)."""
 
     complaint_id: str
-    priority: str = "normal"
+    priority: Priority = Priority.NORMAL
     received_at: float = 0.0          # monotonic time the message came in
     category: str | None = None
     reported_at: str | None = None
@@ -51,7 +62,7 @@ class ResumedAlarm:
     """An unacknowledged alarm restored from the store after a restart."""
 
     complaint_id: str
-    priority: str
+    priority: Priority
     age_s: float                      # seconds since it started alerting (wall clock, ≥ 0)
     escalated: bool = False
     silenced: bool = False
@@ -95,14 +106,14 @@ class SilenceCommand:
 @dataclass(frozen=True)
 class SelfTestCommand:
     seconds: float = 1.0              # siren on-time of the self-test (≤ 10)
-    trigger: str = "remote"           # remote | cli
+    trigger: Trigger = Trigger.REMOTE
 
 
 @dataclass(frozen=True)
 class FaultChange:
     """A fault seen by the shell (storage, gpio, clock_unsynced, …) began or ended."""
 
-    fault: str
+    fault: Fault
     active: bool
     detail: str = ""
 
@@ -117,7 +128,7 @@ Input = Union[NewComplaint, ButtonEdge, FeedbackEdge, Tick, AckCommand, SilenceC
 class Emit:
     """An event to publish; the shell adds the envelope (v, event_id, seq, station, at, …)."""
 
-    type: str
+    type: EventType
     fields: Mapping[str, Any]
 
 
@@ -126,8 +137,8 @@ class AlarmRecord:
     """A snapshot of one alarm for the history; times are monotonic (the shell maps to wall)."""
 
     complaint_id: str
-    priority: str
-    state: str                        # active | acked
+    priority: Priority
+    state: AlarmState
     alerted_at: float
     escalated: bool = False
     silenced: bool = False
@@ -135,7 +146,7 @@ class AlarmRecord:
     reported_at: str | None = None
     relay_latency_ms: float | None = None
     acked_at: float | None = None
-    ack_method: str | None = None     # button | remote
+    ack_method: AckMethod | None = None
     ack_by: str | None = None
     ack_latency_ms: float | None = None
 
@@ -153,7 +164,7 @@ class Decision:
 @dataclass
 class _Alarm:
     complaint_id: str
-    priority: str
+    priority: Priority
     alerted_at: float
     sounding_until: float | None
     escalated: bool = False
@@ -165,7 +176,7 @@ class _Alarm:
 
     def record(self, **changes: Any) -> AlarmRecord:
         base: dict[str, Any] = dict(
-            complaint_id=self.complaint_id, priority=self.priority, state="active",
+            complaint_id=self.complaint_id, priority=self.priority, state=AlarmState.ACTIVE,
             alerted_at=self.alerted_at, escalated=self.escalated, silenced=self.silenced,
             category=self.category, reported_at=self.reported_at,
             relay_latency_ms=self.relay_latency_ms)
@@ -184,7 +195,7 @@ class _Button:
 
 @dataclass
 class _SelfTest:
-    trigger: str
+    trigger: Trigger
     siren_until: float
     beacon_until: float
     started_at: float
@@ -202,7 +213,7 @@ class _Pending:
     changed: bool = False
     reply: tuple[bool, str] | None = None
 
-    def emit(self, type_: str, **fields: Any) -> None:
+    def emit(self, type_: EventType, **fields: Any) -> None:
         self.events.append(Emit(type_, fields))
 
 
@@ -223,7 +234,7 @@ class Machine:
                                pressed_since=now if button_pressed else None,
                                hold_used=button_pressed)
         self._test: _SelfTest | None = None
-        self._faults: dict[str, str] = {}
+        self._faults: dict[Fault, str] = {}
         self._outputs = OFF
         self._siren_on_since: float | None = None
         self._feedback_active = False
@@ -273,15 +284,15 @@ class Machine:
         return self._outputs
 
     @property
-    def faults(self) -> dict[str, str]:
+    def faults(self) -> dict[Fault, str]:
         return dict(self._faults)
 
     @property
-    def button_state(self) -> str:
-        """``released``, ``pressed`` or ``stuck`` (docs/INTERFACE.md §5–6)."""
+    def button_state(self) -> ButtonState:
+        """The debounced button as the status reports it (docs/INTERFACE.md §5–6)."""
         if self._button.stuck:
-            return "stuck"
-        return "pressed" if self._button.pressed else "released"
+            return ButtonState.STUCK
+        return ButtonState.PRESSED if self._button.pressed else ButtonState.RELEASED
 
     def active_alarms(self, now: float) -> list[dict[str, Any]]:
         """Active alarms, oldest first, for status and the local views."""
@@ -308,13 +319,13 @@ class Machine:
         if self._test is not None:
             p.notes.append("self-test cut short by a real alarm")
             self._test = None
-        priority = c.priority if c.priority in RANK else "normal"
+        priority = c.priority if c.priority in RANK else Priority.NORMAL
         alarm = _Alarm(c.complaint_id, priority, alerted_at=now,
                        sounding_until=now + self.config.siren_max_s, category=c.category,
                        reported_at=c.reported_at,
                        relay_latency_ms=round(max(0.0, now - c.received_at) * 1000, 3))
         self._alarms[c.complaint_id] = alarm
-        p.emit("alerting", complaint_id=c.complaint_id, priority=priority,
+        p.emit(EventType.ALERTING, complaint_id=c.complaint_id, priority=priority,
                relay_latency_ms=alarm.relay_latency_ms)
         p.records.append(alarm.record())
         p.changed = True
@@ -322,7 +333,7 @@ class Machine:
     def _resume_one(self, r: ResumedAlarm, now: float, p: _Pending) -> None:
         age = max(0.0, r.age_s)
         alerted = now - age
-        a = _Alarm(r.complaint_id, r.priority if r.priority in RANK else "normal", alerted,
+        a = _Alarm(r.complaint_id, r.priority if r.priority in RANK else Priority.NORMAL, alerted,
                    sounding_until=None, escalated=r.escalated, silenced=r.silenced,
                    category=r.category, reported_at=r.reported_at,
                    relay_latency_ms=r.relay_latency_ms)
@@ -331,7 +342,8 @@ class Machine:
         else:
             if not (a.escalated or a.silenced):
                 a.escalated = True
-                p.emit("escalated", complaint_id=a.complaint_id, unacked_s=round(age, 1))
+                p.emit(EventType.ESCALATED, complaint_id=a.complaint_id,
+                       unacked_s=round(age, 1))
                 p.records.append(a.record())
             a.next_reminder_at = now    # remind the room at once that something is unacked
         self._alarms[a.complaint_id] = a
@@ -348,7 +360,7 @@ class Machine:
             return
         if self._outputs.siren is not None:
             self._feedback_at = e.at
-            self._clear_fault("siren_failed", p)
+            self._clear_fault(Fault.SIREN_FAILED, p)
         if self._test is not None:
             self._test.feedback_seen = True
 
@@ -363,7 +375,7 @@ class Machine:
             p.reply = (False, "no active alarm")
             return
         ids = [c.complaint_id] if c.complaint_id else list(self._alarms)
-        self._acknowledge(ids, "remote", c.by, now, p)
+        self._acknowledge(ids, AckMethod.REMOTE, c.by, now, p)
         p.reply = (True, f"acknowledged {len(ids)}")
 
     def _on_silence(self, c: SilenceCommand, now: float, p: _Pending) -> None:
@@ -404,21 +416,21 @@ class Machine:
 
     # --- rules ----------------------------------------------------------------------------
 
-    def _acknowledge(self, ids: list[str], method: str, by: str | None, now: float,
+    def _acknowledge(self, ids: list[str], method: AckMethod, by: str | None, now: float,
                      p: _Pending) -> None:
         for cid in ids:
             a = self._alarms.pop(cid)
             latency = round((now - a.alerted_at) * 1000, 3)
             fields: dict[str, Any] = {"complaint_id": cid, "method": method,
                                       "ack_latency_ms": latency}
-            if method == "remote":
+            if method == AckMethod.REMOTE:
                 fields["by"] = by
-            p.emit("ack", **fields)
-            p.records.append(a.record(state="acked", acked_at=now, ack_method=method,
+            p.emit(EventType.ACK, **fields)
+            p.records.append(a.record(state=AlarmState.ACKED, acked_at=now, ack_method=method,
                                       ack_by=by, ack_latency_ms=latency))
         p.changed = True
 
-    def _start_test(self, trigger: str, seconds: float, now: float, p: _Pending) -> None:
+    def _start_test(self, trigger: Trigger, seconds: float, now: float, p: _Pending) -> None:
         self._test = _SelfTest(trigger, siren_until=now + seconds,
                                beacon_until=now + max(3.0, seconds), started_at=now)
         p.notes.append(f"self-test started by {trigger}")
@@ -440,7 +452,7 @@ class Machine:
                 if not (a.escalated or a.silenced):
                     a.escalated = True
                     a.next_reminder_at = ended + cfg.reminder_every_s
-                    p.emit("escalated", complaint_id=a.complaint_id,
+                    p.emit(EventType.ESCALATED, complaint_id=a.complaint_id,
                            unacked_s=round(now - a.alerted_at, 1))
                     p.records.append(a.record())
             if a.next_reminder_at is not None and now >= a.next_reminder_at:
@@ -463,7 +475,7 @@ class Machine:
                 b.pressed_since = None
                 if b.stuck:
                     b.stuck = False
-                    self._clear_fault("button_stuck", p, "released")
+                    self._clear_fault(Fault.BUTTON_STUCK, p, "released")
             p.changed = True
         if not b.pressed or b.pressed_since is None:
             return
@@ -472,15 +484,15 @@ class Machine:
         if (not b.hold_used and not self._alarms
                 and now >= b.pressed_since + cfg.selftest_hold_s):
             b.hold_used = True
-            self._start_test("button", 1.0, now, p)
+            self._start_test(Trigger.BUTTON, 1.0, now, p)
         if not b.stuck and now >= b.pressed_since + cfg.stuck_hold_s:
             b.stuck = True
-            self._raise_fault("button_stuck", f"held {held:.0f} s", p)
+            self._raise_fault(Fault.BUTTON_STUCK, f"held {held:.0f} s", p)
 
     def _on_press(self, now: float, p: _Pending) -> None:
         if self._alarms:
             self._button.hold_used = True
-            self._acknowledge(list(self._alarms), "button", None, now, p)
+            self._acknowledge(list(self._alarms), AckMethod.BUTTON, None, now, p)
         else:
             p.notes.append("button pressed with no active alarm")
 
@@ -491,15 +503,15 @@ class Machine:
         if t is None or now < t.beacon_until:
             return
         self._test = None
-        result = "ok"
+        result = SelfTestResult.OK
         if self.feedback and not t.feedback_seen:
-            result = "siren_feedback_missing"
-        p.emit("selftest", trigger=t.trigger, result=result)
+            result = SelfTestResult.SIREN_FEEDBACK_MISSING
+        p.emit(EventType.SELFTEST, trigger=t.trigger, result=result)
         p.changed = True
 
     def _feedback_pending(self) -> bool:
         return (self.feedback and self._siren_on_since is not None
-                and "siren_failed" not in self._faults
+                and Fault.SIREN_FAILED not in self._faults
                 and (self._feedback_at is None or self._feedback_at < self._siren_on_since))
 
     def _advance_feedback(self, now: float, p: _Pending) -> None:
@@ -507,20 +519,20 @@ class Machine:
             return
         assert self._siren_on_since is not None
         if now >= self._siren_on_since + self.config.feedback_timeout_s:
-            self._raise_fault("siren_failed", "siren relay on but no feedback within "
+            self._raise_fault(Fault.SIREN_FAILED, "siren relay on but no feedback within "
                               f"{self.config.feedback_timeout_s:g} s", p)
 
-    def _raise_fault(self, name: str, detail: str, p: _Pending) -> None:
+    def _raise_fault(self, name: Fault, detail: str, p: _Pending) -> None:
         if name in self._faults:
             return
         self._faults[name] = detail
-        p.emit("fault", fault=name, detail=detail)
+        p.emit(EventType.FAULT, fault=name, detail=detail)
         p.changed = True
 
-    def _clear_fault(self, name: str, p: _Pending, detail: str = "") -> None:
+    def _clear_fault(self, name: Fault, p: _Pending, detail: str = "") -> None:
         if self._faults.pop(name, None) is None:
             return
-        p.emit("fault_cleared", fault=name, detail=detail)
+        p.emit(EventType.FAULT_CLEARED, fault=name, detail=detail)
         p.changed = True
 
     def _button_deadlines(self) -> list[float]:
@@ -564,7 +576,3 @@ class Machine:
         return Decision(outputs, tuple(p.events), tuple(p.records), tuple(p.notes), p.changed,
                         p.reply)
 
-
-def replace_field(emit: Emit, **fields: Any) -> Emit:
-    """A copy of ``emit`` with some fields replaced (e.g. the measured relay latency)."""
-    return replace(emit, fields={**emit.fields, **fields})

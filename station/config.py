@@ -22,8 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from .errors import ConfigError
-
-PRIORITIES = ("emergency", "urgent", "normal")  # highest first
+from .protocol import Priority
 
 
 @dataclass(frozen=True)
@@ -38,10 +37,10 @@ class Pattern:
         return self.off_s <= 0
 
 
-DEFAULT_PATTERNS: Mapping[str, Pattern] = MappingProxyType({
-    "emergency": Pattern(1.0, 0.0),
-    "urgent": Pattern(1.0, 0.5),
-    "normal": Pattern(1.0, 2.0),
+DEFAULT_PATTERNS: Mapping[Priority, Pattern] = MappingProxyType({
+    Priority.EMERGENCY: Pattern(1.0, 0.0),
+    Priority.URGENT: Pattern(1.0, 0.5),
+    Priority.NORMAL: Pattern(1.0, 2.0),
 })
 
 
@@ -130,7 +129,7 @@ class GpioConfig:
 
 @dataclass(frozen=True)
 class AlarmConfig:
-    patterns: Mapping[str, Pattern] = field(default_factory=lambda: DEFAULT_PATTERNS)
+    patterns: Mapping[Priority, Pattern] = field(default_factory=lambda: DEFAULT_PATTERNS)
     siren_max_s: float = 120.0        # then escalate: siren off, beacon stays, reminders
     reminder_s: float = 10.0          # length of a reminder burst
     reminder_every_s: float = 300.0   # period of reminder bursts until acknowledged
@@ -640,10 +639,10 @@ def _one_of(choices: tuple[str, ...]) -> _Check:
     return lambda v: None if v in choices else f"must be one of {', '.join(choices)}; got {v!r}"
 
 
-def _patterns(s: _Section) -> Mapping[str, Pattern]:
-    p = s.sub("patterns", PRIORITIES)
+def _patterns(s: _Section) -> Mapping[Priority, Pattern]:
+    p = s.sub("patterns", tuple(Priority))
     out = dict(DEFAULT_PATTERNS)
-    for prio in PRIORITIES:
+    for prio in Priority:
         if p.raw(prio) is None:
             continue
         one = p.sub(prio, ("on_s", "off_s"))

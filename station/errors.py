@@ -28,10 +28,6 @@ class HardwareError(StationError, RuntimeError):
     """A GPIO pin or pin factory could not be set up or driven."""
 
 
-class ProtocolError(StationError, ValueError):
-    """A payload violates the national interface (used internally by the parsers)."""
-
-
 class PublishRefused(StationError, RuntimeError):
     """The broker refused a client's publish (an MQTT 5 PUBACK reason >= 0x80, e.g. 0x87 "not
     authorized" under the ACL). Client commands exit 1 on it: nothing was delivered."""

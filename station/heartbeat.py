@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .protocol import VERSION, rfc3339
+from .protocol import VERSION, ButtonState, StationState, rfc3339
 
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 THROTTLED = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
@@ -88,11 +88,12 @@ class Identity:
 
 def status(ident: Identity, *, now_wall: float, uptime_s: float, session: int,
            alarms_active: int, oldest_unacked_s: float | None, siren: bool, beacon: bool,
-           button: str, outbox_pending: int, faults: list[str], host: dict[str, Any],
+           button: ButtonState, outbox_pending: int, faults: list[str], host: dict[str, Any],
            active: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The online status document. ``active`` (optional) lists the active alarms."""
     doc: dict[str, Any] = {
-        "v": VERSION, "station": ident.station, "region": ident.region, "state": "online",
+        "v": VERSION, "station": ident.station, "region": ident.region,
+        "state": StationState.ONLINE,
         "at": rfc3339(now_wall), "version": __version__, "started_at": rfc3339(ident.started_at),
         "uptime_s": round(uptime_s, 1), "interval_s": ident.interval_s,
         "alarms": {"active": alarms_active,

@@ -18,9 +18,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from .config import PRIORITIES, Config
+if TYPE_CHECKING:   # protocol is a leaf of the package: config imports it, not the reverse
+    from .config import Config
 
 VERSION = 1
 MAX_PAYLOAD = 16 * 1024
@@ -28,10 +29,33 @@ DETAIL_MAX = 160          # characters of a rejection detail
 ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # region and station ids
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # \ud800-\udfff escaped in JSON
-COMMANDS = ("ack", "silence", "test", "status")
+
+
+# --- the fixed sets of the wire (StrEnum: each member *is* its wire string) -------------------
+
+class Priority(StrEnum):
+    """A complaint's priority, highest first (the order is the siren's ranking)."""
+
+    EMERGENCY = "emergency"
+    URGENT = "urgent"
+    NORMAL = "normal"
+
+
+class CommandName(StrEnum):
+    """The ``cmd`` of a command on ``{root}/station/{station}/cmd``."""
+
+    ACK = "ack"
+    SILENCE = "silence"
+    TEST = "test"
+    STATUS = "status"
+
+
+COMMANDS = tuple(CommandName)
 
 
 class RejectReason(StrEnum):
+    """``reason`` of a ``rejected`` event."""
+
     MALFORMED = "malformed"
     SCHEMA = "schema"
     WRONG_REGION = "wrong_region"
@@ -45,6 +69,8 @@ class RejectReason(StrEnum):
 
 
 class EventType(StrEnum):
+    """``type`` of an event on ``{root}/station/{station}/events``."""
+
     ALERTING = "alerting"
     ACK = "ack"
     REJECTED = "rejected"
@@ -56,6 +82,62 @@ class EventType(StrEnum):
     RESYNC_REQUEST = "resync_request"
 
 
+class Fault(StrEnum):
+    """``fault`` of a ``fault``/``fault_cleared`` event and the names in status ``faults``."""
+
+    STORAGE = "storage"                   # the state database refuses writes
+    GPIO = "gpio"                         # a relay could not be driven
+    CLOCK_UNSYNCED = "clock_unsynced"     # the system clock is not NTP-synchronised
+    SIREN_FAILED = "siren_failed"         # siren relay on, no feedback in time
+    BUTTON_STUCK = "button_stuck"         # acknowledge button held too long
+    MQTT_THREAD = "mqtt_thread"           # paho's network thread died
+    SUBSCRIPTION = "subscription"         # the broker refused a subscription
+
+
+class AckMethod(StrEnum):
+    """``method`` of an ``ack`` event."""
+
+    BUTTON = "button"
+    REMOTE = "remote"
+
+
+class Trigger(StrEnum):
+    """``trigger`` of a ``selftest`` event: who started it (also a command's origin)."""
+
+    REMOTE = "remote"
+    CLI = "cli"
+    BUTTON = "button"
+
+
+class SelfTestResult(StrEnum):
+    """``result`` of a ``selftest`` event."""
+
+    OK = "ok"
+    SIREN_FEEDBACK_MISSING = "siren_feedback_missing"
+
+
+class ButtonState(StrEnum):
+    """``button`` of the status document."""
+
+    RELEASED = "released"
+    PRESSED = "pressed"
+    STUCK = "stuck"
+
+
+class StationState(StrEnum):
+    """``state`` of the status document (``offline`` in the last will and the clean stop)."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class OfflineReason(StrEnum):
+    """``reason`` of an offline document: the broker's last will or a clean stop."""
+
+    LOST = "lost"
+    SHUTDOWN = "shutdown"
+
+
 @dataclass(frozen=True)
 class Topics:
     """Every topic the station uses, built from ``{root}`` and the station's ids."""
@@ -65,7 +147,7 @@ class Topics:
     region: str
 
     @classmethod
-    def from_config(cls, config: Config) -> Topics:
+    def from_config(cls, config: "Config") -> Topics:
         return cls(config.topics.root, config.station.id, config.station.region)
 
     @property
@@ -100,7 +182,7 @@ def station_topic(root: str, station: str, leaf: str) -> str:
 class Complaint:
     id: str
     region: str
-    priority: str = "normal"
+    priority: Priority = Priority.NORMAL
     category: str | None = None
     reported_at: str | None = None
     # Personal data: kept out of repr so it never reaches a log line or Sentry by accident.
@@ -240,9 +322,10 @@ def _complaint(doc: Mapping[str, Any], region: str) -> Complaint:
         raise _Refused(RejectReason.SCHEMA, "region: missing or not a region id")
     if target != region:
         raise _Refused(RejectReason.WRONG_REGION, f"region {target} is not {region}")
-    priority = doc.get("priority", "normal")
-    if priority not in PRIORITIES:
+    raw_priority = doc.get("priority", Priority.NORMAL)
+    if not isinstance(raw_priority, str) or raw_priority not in _PRIORITY_VALUES:
         raise _Refused(RejectReason.SCHEMA, "priority: not emergency, urgent or normal")
+    priority = Priority(raw_priority)
     reported_at = _opt_str(doc, "reported_at", 64)
     return Complaint(
         id=cid, region=target, priority=priority, category=_opt_str(doc, "category", 64),
@@ -305,9 +388,11 @@ def _test_args(args: Mapping[str, Any]) -> dict[str, Any]:
     return {"seconds": float(seconds)}
 
 
+_PRIORITY_VALUES = frozenset(Priority)
+
 _ARG_CHECKS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
-    "ack": _ack_args, "test": _test_args,
-    "silence": lambda a: {}, "status": lambda a: {},
+    CommandName.ACK: _ack_args, CommandName.TEST: _test_args,
+    CommandName.SILENCE: lambda a: {}, CommandName.STATUS: lambda a: {},
 }
 
 
@@ -327,10 +412,10 @@ def event(type_: str, fields: Mapping[str, Any], *, station: str, region: str, w
             "clock_synced": clock_synced, **fields}
 
 
-def offline_status(*, station: str, region: str, reason: str, boot_id: str,
+def offline_status(*, station: str, region: str, reason: OfflineReason, boot_id: str,
                    session: int) -> dict[str, Any]:
     """The last will (``reason: lost``) or the clean-stop status (``reason: shutdown``)."""
-    return {"v": VERSION, "station": station, "region": region, "state": "offline",
+    return {"v": VERSION, "station": station, "region": region, "state": StationState.OFFLINE,
             "reason": reason, "boot_id": boot_id, "session": session}
 
 
@@ -338,7 +423,7 @@ def encode(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def complaint_payload(*, complaint_id: str, region: str, priority: str = "normal",
+def complaint_payload(*, complaint_id: str, region: str, priority: str = Priority.NORMAL,
                       category: str | None = None, summary: str | None = None,
                       reported_at: str | None = None) -> bytes:
     """A complaint as HQ publishes it (for ``send-complaint``, the demo and tests)."""

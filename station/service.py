@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from . import __version__, reporting, signing
 from .alarms import (
-    AckCommand, ButtonEdge, Decision, FaultChange, FeedbackEdge, Input, Machine, NewComplaint,
+    AckCommand, AlarmState, ButtonEdge, Decision, FaultChange, FeedbackEdge, Input, Machine, NewComplaint,
     Outputs, ResumedAlarm, SelfTestCommand, SilenceCommand, Tick,
 )
 from .config import Config
@@ -36,8 +36,8 @@ from .heartbeat import Identity, Schedule, clock_synced, host_figures, status
 from .link import Connected, Delivered, Disconnected, Inbound, Link, SubscribeRefused
 from .outbox import IDLE_WAKE_S, Outbox, Write
 from .protocol import (
-    Command, Complaint, EventType, Rejection, RejectReason, Topics, encode, event,
-    offline_status, parse_command, parse_complaint, rfc3339,
+    CommandName, Complaint, EventType, Fault, OfflineReason, Rejection, RejectReason, Topics,
+    Trigger, encode, event, offline_status, parse_command, parse_complaint, rfc3339,
 )
 from .errors import StorageError
 from .store import SIDE_FILES, AlarmRow, CorruptDatabase, SeenFilter, Store
@@ -61,7 +61,7 @@ class _Stop:
 class LocalCommand:
     """A command from this machine (CLI/demo): same handling as a remote one, no MQTT."""
 
-    cmd: str
+    cmd: CommandName | str
     args: dict[str, Any]
     reply: Callable[[bool, str], None] | None = None
 
@@ -111,7 +111,7 @@ class Station:
         self.link: Link | None = None
         self.last_events: list[dict[str, Any]] = []   # for local views (demo)
         self._db_path = config.storage.path            # a temporary copy if that is unusable
-        self._startup_faults: list[tuple[str, str]] = []
+        self._startup_faults: list[tuple[Fault, str]] = []
         self._complaint_gate, self._command_gate = signing.gates_for(config.security)
         self._signed_cmd_ids: OrderedDict[str, None] = OrderedDict()   # replays of this process
 
@@ -181,7 +181,7 @@ class Station:
             self.outbox.stop()
         if self.link is not None:
             final = offline_status(station=self.ident.station, region=self.ident.region,
-                                   reason="shutdown", boot_id=self.boot_id,
+                                   reason=OfflineReason.SHUTDOWN, boot_id=self.boot_id,
                                    session=self.link.session)
             self.link.stop(final=(self.topics.status, encode(final)))
         if self.hardware is not None:
@@ -203,7 +203,7 @@ class Station:
         self._inbox.put(FeedbackEdge(active, at))
 
     def _storage_changed(self, ok: bool, detail: str) -> None:
-        self._inbox.put(FaultChange("storage", not ok, detail))
+        self._inbox.put(FaultChange(Fault.STORAGE, not ok, detail))
 
     class _LinkProxy:
         """The outbox publishes through the link, which is created after the outbox."""
@@ -271,7 +271,7 @@ class Station:
             self._inbound(item, now)
         elif isinstance(item, (ButtonEdge, FeedbackEdge, FaultChange)):
             self._decide(item, now)
-            if isinstance(item, FaultChange) and item.fault == "storage" and item.active:
+            if isinstance(item, FaultChange) and item.fault == Fault.STORAGE and item.active:
                 self._resync_after_storage_failure()
         elif isinstance(item, Delivered):
             assert self.outbox is not None
@@ -283,9 +283,9 @@ class Station:
             self.outbox.link_up(False)
             self.outbox.submit(Write(meta={"session_ok_at": str(self._wall())}))
         elif isinstance(item, SubscribeRefused):
-            self._decide(FaultChange("subscription", True, f"{item.topic}: {item.reason}"), now)
+            self._decide(FaultChange(Fault.SUBSCRIPTION, True, f"{item.topic}: {item.reason}"), now)
         elif isinstance(item, LocalCommand):
-            ok, detail = self._command(item.cmd, item.args, "cli", now)
+            ok, detail = self._command(item.cmd, item.args, Trigger.CLI, now)
             if item.reply is not None:
                 item.reply(ok, detail)
 
@@ -352,21 +352,22 @@ class Station:
                     "detail": parsed.detail}))
             self._reject(msg, parsed.reason, parsed.detail, parsed, extra=extra)
             return
-        ok, detail = self._command(parsed.cmd, dict(parsed.args), "remote", now, msg=msg)
+        ok, detail = self._command(parsed.cmd, dict(parsed.args), Trigger.REMOTE, now, msg=msg)
         result = self._envelope(EventType.CMD_RESULT, {"cmd_id": parsed.cmd_id,
                                                        "cmd": parsed.cmd, "ok": ok,
                                                        "detail": detail})
         log.info("command %s (%s): ok=%s %s", parsed.cmd, parsed.cmd_id, ok, detail)
         self._write(Write(events=[result], acks=[_ack_of(msg)]))
 
-    def _command(self, cmd: str, args: dict[str, Any], origin: str, now: float,
+    def _command(self, cmd: str, args: dict[str, Any], origin: Trigger, now: float,
                  msg: Inbound | None = None) -> tuple[bool, str]:
         inputs: dict[str, Callable[[], Input]] = {
-            "ack": lambda: AckCommand(args.get("complaint_id"), args.get("by")),
-            "silence": SilenceCommand,
-            "test": lambda: SelfTestCommand(float(args.get("seconds", 1.0)), trigger=origin),
+            CommandName.ACK: lambda: AckCommand(args.get("complaint_id"), args.get("by")),
+            CommandName.SILENCE: SilenceCommand,
+            CommandName.TEST: lambda: SelfTestCommand(float(args.get("seconds", 1.0)),
+                                                      trigger=origin),
         }
-        if cmd == "status":
+        if cmd == CommandName.STATUS:
             self.publish_status(now)
             return True, "status published"
         make = inputs.get(cmd)
@@ -440,10 +441,10 @@ class Station:
             log.info("%s", note)
         if d.status_changed:
             self._status_changed(relay_at)
-        if any(e.type in ("fault", "fault_cleared") for e in d.events):
+        if any(e.type in (EventType.FAULT, EventType.FAULT_CLEARED) for e in d.events):
             self._write(Write(meta={"faults": json.dumps(self.machine.faults)}))  # type: ignore[union-attr]
         if gpio_error and retry:
-            self._apply(self.machine.handle(FaultChange("gpio", True, gpio_error),  # type: ignore[union-attr]
+            self._apply(self.machine.handle(FaultChange(Fault.GPIO, True, gpio_error),  # type: ignore[union-attr]
                                             self._clock()), retry=False)
 
     def _check_gpio(self) -> None:
@@ -478,7 +479,7 @@ class Station:
 
     def _row(self, r: Any, relay_at: float, inbound: Inbound | None) -> AlarmRow:
         latency = r.relay_latency_ms
-        if inbound is not None and r.state == "active" and r.acked_at is None:
+        if inbound is not None and r.state == AlarmState.ACTIVE and r.acked_at is None:
             latency = round((relay_at - inbound.received_at) * 1000, 3)
         return AlarmRow(
             complaint_id=r.complaint_id, priority=r.priority, category=r.category,
@@ -587,23 +588,23 @@ class Station:
         assert self.machine is not None
         if self.link is None or self.link.alive:
             self._on_progress("link")
-        elif "mqtt_thread" not in self.machine.faults:
+        elif Fault.MQTT_THREAD not in self.machine.faults:
             log.error("the MQTT network thread died: no complaint can reach this station; "
                       "the service watchdog will restart it")
-            self._decide(FaultChange("mqtt_thread", True, "MQTT network thread died"), now)
+            self._decide(FaultChange(Fault.MQTT_THREAD, True, "MQTT network thread died"), now)
 
     def _check_clock(self, now: float) -> None:
         synced = self._synced_probe()
         if synced != self._synced or (not synced and self.machine is not None
-                                      and "clock_unsynced" not in self.machine.faults):
+                                      and Fault.CLOCK_UNSYNCED not in self.machine.faults):
             self._synced = synced
-            self._decide(FaultChange("clock_unsynced", not synced,
+            self._decide(FaultChange(Fault.CLOCK_UNSYNCED, not synced,
                                      "system clock not synchronised" if not synced else ""),
                          now)
 
     def _will(self, session: int) -> bytes:
         return encode(offline_status(station=self.ident.station, region=self.ident.region,
-                                     reason="lost", boot_id=self.boot_id, session=session))
+                                     reason=OfflineReason.LOST, boot_id=self.boot_id, session=session))
 
     def _next_session(self) -> int:
         # paho's thread, before each CONNECT: its own short-lived connection to the store.
@@ -662,7 +663,7 @@ class Station:
         detail = (f"{error}; running on a temporary copy {dst} — records made now are lost "
                   f"at reboot unless the state directory is repaired and the service restarted")
         log.error("storage: %s", detail)
-        self._startup_faults.append(("storage", detail[:500]))
+        self._startup_faults.append((Fault.STORAGE, detail[:500]))
         return store
 
     def _adopt_fallback(self, store: Store) -> None:

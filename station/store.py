@@ -26,15 +26,17 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from enum import StrEnum
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
 
+from .alarms import AlarmState
 from .errors import StorageError
+from .protocol import AckMethod, Priority
 
 log = logging.getLogger(__name__)
+_E = TypeVar("_E", bound=StrEnum)
 
 BUSY_TIMEOUT_MS = 5000
-ALARM_STATES = ("active", "acked")
-ACK_METHODS = ("button", "remote")
 SIDE_FILES = ("-wal", "-shm", "-journal")
 RECOVERY_HINT = (
     "stop the service, move it aside with `polres-station quarantine-db` (the station then "
@@ -111,25 +113,34 @@ class AlarmRow:
     """One alarm, active or in history. Times ``*_at`` (float) are wall-clock epoch seconds."""
 
     complaint_id: str
-    priority: str
+    priority: Priority
     category: str | None
     reported_at: str | None            # RFC 3339 as HQ sent it
-    state: str                         # 'active' | 'acked'
+    state: AlarmState
     alerted_at: float
     relay_latency_ms: float | None = None
     escalated: bool = False
     silenced: bool = False
     acked_at: float | None = None
-    ack_method: str | None = None      # 'button' | 'remote'
+    ack_method: AckMethod | None = None
     ack_by: str | None = None
     ack_latency_ms: float | None = None
 
     def __post_init__(self) -> None:
-        """Raise ``ValueError`` for a state or ack method the schema would refuse."""
-        if self.state not in ALARM_STATES:
-            raise ValueError(f"alarm state must be one of {ALARM_STATES}, not {self.state!r}")
-        if self.ack_method is not None and self.ack_method not in ACK_METHODS:
-            raise ValueError(f"ack_method must be one of {ACK_METHODS}, not {self.ack_method!r}")
+        """Convert the plain strings of a database row to their enums; raise ``ValueError``
+        for a priority, state or ack method outside its set (the schema would refuse it)."""
+        object.__setattr__(self, "priority", _member(Priority, self.priority, "priority"))
+        object.__setattr__(self, "state", _member(AlarmState, self.state, "alarm state"))
+        if self.ack_method is not None:
+            object.__setattr__(self, "ack_method",
+                               _member(AckMethod, self.ack_method, "ack_method"))
+
+
+def _member(kind: type[_E], value: object, what: str) -> _E:
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{what} must be one of {', '.join(kind)}, not {value!r}") from None
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,9 @@ from ..config import Config, parse_config
 from .demo_keys import key_queue
 from .demo_panel import PanelState, desk_command, render_panel, snapshot
 from .embedded_broker import DEMO_USERNAME, KINDS, EmbeddedBroker
-from ..protocol import complaint_payload, encode, region_complaints, station_topic
+from ..protocol import (
+    EventType, Priority, complaint_payload, encode, region_complaints, station_topic,
+)
 from ..signing import SigningKey, generate, sign, sign_payload
 
 __all__ = ["Demo", "DemoSettings", "SimulatedHQ", "ButtonDriver", "PanelState", "render_panel",
@@ -56,7 +58,7 @@ STATION, REGION, ROOT = "prabumulih-1", "sumsel-prabumulih", "polri/110"
 SIREN_PIN, BEACON_PIN, BUTTON_PIN = 5, 6, 22      # active-low relays on boot-safe pins
 TAP_S, HOLD_S, AUTO_PRESS_AFTER_S = 0.15, 3.5, 1.0
 SELFTEST_S = HOLD_S + 4.0                          # hold, then siren 1 s and beacon 3 s
-PRIORITY_WEIGHTS = {"emergency": 1, "urgent": 3, "normal": 4}
+PRIORITY_WEIGHTS = {Priority.EMERGENCY: 1, Priority.URGENT: 3, Priority.NORMAL: 4}
 CATEGORIES = ("kejahatan", "kecelakaan", "kebakaran", "ketertiban", "bencana")
 FAKE_SUMMARY = "DEMO — data pribadi pelapor (never shown)"   # proves summaries stay hidden
 
@@ -214,12 +216,12 @@ class SimulatedHQ:
             self.delivered.add(str(doc.get("event_id")))
             self.events.append(Received(doc, now))
             cid, kind = doc.get("complaint_id"), doc.get("type")
-            if kind == "alerting":
+            if kind == EventType.ALERTING:
                 self.alerted.add(str(cid))
-            elif kind == "ack":
+            elif kind == EventType.ACK:
                 self.acked.add(str(cid))
                 self.unacked.pop(str(cid), None)
-            resend = list(self.unacked.items()) if kind == "resync_request" else []
+            resend = list(self.unacked.items()) if kind == EventType.RESYNC_REQUEST else []
         for cid, payload in resend:               # HQ re-sends; duplicates are harmless
             self._publish(payload)
         try:
@@ -446,21 +448,21 @@ def _drain_keys(demo: Demo, keys: queue.SimpleQueue[str]) -> bool:
 def event_text(e: dict[str, Any]) -> str:
     """One stdout line per event received upstream (ids and figures; no personal data)."""
     kind, cid = e.get("type"), e.get("complaint_id")
-    if kind == "alerting":
+    if kind == EventType.ALERTING:
         return (f"alerting {cid} priority={e.get('priority')} "
                 f"relay_latency_ms={e.get('relay_latency_ms')}")
-    if kind == "ack":
+    if kind == EventType.ACK:
         return f"ack {cid} ack_latency_ms={e.get('ack_latency_ms')} method={e.get('method')}"
-    if kind == "escalated":
+    if kind == EventType.ESCALATED:
         return f"escalated {cid} unacked_s={e.get('unacked_s')}"
-    if kind == "selftest":
+    if kind == EventType.SELFTEST:
         return f"selftest trigger={e.get('trigger')} result={e.get('result')}"
-    if kind in ("fault", "fault_cleared"):
+    if kind in (EventType.FAULT, EventType.FAULT_CLEARED):
         return f"{kind} {e.get('fault')}"
-    if kind == "rejected":
+    if kind == EventType.REJECTED:
         which = f"cmd_id={e['cmd_id']}" if "cmd_id" in e else f"complaint_id={cid}"
         return f"rejected reason={e.get('reason')} {which}"
-    if kind == "resync_request":
+    if kind == EventType.RESYNC_REQUEST:
         return f"resync_request since={e.get('since')}"
     return f"{kind} {json.dumps({k: v for k, v in e.items() if k in ('cmd', 'ok')})}"
 
@@ -485,7 +487,7 @@ def run_headless(settings: DemoSettings, duration: float, *, selftest: bool = Fa
             except queue.Empty:
                 continue
             print(event_text(e), file=out, flush=True)
-            if e.get("type") == "alerting":
+            if e.get("type") == EventType.ALERTING:
                 if forge:                  # a forged silence while the siren sounds
                     print(demo.forge(), file=out, flush=True)
                     forge = False

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import Pattern
+from ..protocol import EventType, Priority, StationState
 from .embedded_broker import DEMO_USERNAME
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ def _event_figure(e: dict[str, Any]) -> str:
         return f"ack {e['ack_latency_ms']:.0f} ms ({e.get('method', '?')})"
     if "unacked_s" in e:
         return f"unacked {e['unacked_s']:.0f} s"
-    if e.get("type") == "selftest":
+    if e.get("type") == EventType.SELFTEST:
         return f"{e.get('trigger')}: {e.get('result')}"
     return str(e.get("fault") or e.get("reason") or e.get("detail") or "")[:40]
 
@@ -138,7 +139,7 @@ def _heartbeat_text(status: Received | None, now: float) -> str:
         return "no status received yet"
     doc = status.doc
     received = datetime.fromtimestamp(status.wall).strftime("%H:%M:%S")
-    if doc.get("state") != "online":     # last will or clean stop: no "at" of its own
+    if doc.get("state") != StationState.ONLINE:     # last will or clean stop: no "at" of its own
         return (f"{doc.get('state', '?')} (reason {doc.get('reason')}) since {received} · "
                 f"session {doc.get('session')}")
     return (f"online · last status {_clock_text(doc.get('at'))} ({now - status.at:.1f} s ago)"
@@ -160,7 +161,8 @@ def _alarm_table(alarms: list[dict[str, Any]]) -> Any:
                   header_style="bold")
     for col in ("complaint", "priority", "age", "state"):
         table.add_column(col, justify="right" if col == "age" else "left")
-    colours = {"emergency": "bold red", "urgent": "yellow", "normal": "cyan"}
+    colours = {Priority.EMERGENCY: "bold red", Priority.URGENT: "yellow",
+               Priority.NORMAL: "cyan"}
     for a in alarms[:6]:
         state = ("silenced" if a.get("silenced") else "escalated" if a.get("escalated")
                  else "sounding" if a.get("sounding") else "beacon")

@@ -7,7 +7,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from ..protocol import ID_RE, NAME_RE, complaint_payload, region_complaints, rfc3339
+from ..protocol import ID_RE, NAME_RE, Priority, complaint_payload, region_complaints, rfc3339
 from ..signing import sign_payload
 from ..terminal import Exit, broker_args
 from .clients import EventWaiter, confirm, hq_client, publish_wait
@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     broker_args(p)
     p.add_argument("--region", required=True)
     p.add_argument("--id", help="complaint id (default: generated); a prefix with --count")
-    p.add_argument("--priority", choices=["emergency", "urgent", "normal"], default="normal")
+    p.add_argument("--priority", choices=list(Priority), default=Priority.NORMAL)
     p.add_argument("--category")
     p.add_argument("--summary", help="complaint text (personal data: test values only)")
     p.add_argument("--count", type=int, default=1, help="complaints to send (load, drills)")
