@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-long demo bench lint clean broker-tools
+.PHONY: venv check test test-fast demo bench clean broker-tools
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,8 +31,17 @@ broker-tools:
 	  echo "openssl missing: installing it (tests/security make a test CA)"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl; }
 
-test: venv broker-tools
+# ruff (ruff.toml) and mypy --strict on the station package (setup.cfg); run first by `make test`.
+check: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: check broker-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The tests that start no broker (marker `broker`, pytest.ini); a broker start fails loudly here.
+test-fast: check
+	POLRES_TESTS_NO_BROKER=1 $(BIN)/python -m pytest -q -m "not broker" $(PYTEST_ARGS)
 
 demo: venv
 	$(BIN)/polres-station demo

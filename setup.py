@@ -29,8 +29,10 @@ setup(
         # The other side of the wire (station.desk): monitor, demo, HQ tools. Never on a Pi.
         "desk": ["amqtt>=0.11", "rich>=13"],
         # jsonschema: tests/test_asyncapi.py checks the station's payloads against
-        # docs/asyncapi.yaml with it.
-        "test": ["pytest>=8", "hypothesis>=6", "jsonschema>=4.18"],
+        # docs/asyncapi.yaml with it. ruff and mypy: `make check` (run by `make test`);
+        # types-PyYAML: the yaml types for mypy.
+        "test": ["pytest>=8", "hypothesis>=6", "jsonschema>=4.18", "ruff>=0.5", "mypy>=1.10",
+                 "types-PyYAML"],
     },
     entry_points={"console_scripts": ["polres-station=station.cli:main"]},
 )

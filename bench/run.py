@@ -27,8 +27,9 @@ broker's ``set_tcp_nodelay false`` (mosquitto's default) and once with ``true``.
 * memory (default setting only): station RSS before/after 100,000 complaints, each batch of
   2,500 acknowledged by one press.
 
-Results: ``bench/results.json`` (``--out``; a ``--quick`` run defaults elsewhere). Plain keys are the default broker setting
-(``set_tcp_nodelay false``); ``nodelay_false`` / ``nodelay_true`` hold each setting's figures.
+Results: ``bench/results.json`` (``--out``; a ``--quick`` run defaults elsewhere). Plain keys are
+the default broker setting (``set_tcp_nodelay false``); ``nodelay_false`` / ``nodelay_true``
+hold each setting's figures.
 A full run also refreshes the table in docs/PERFORMANCE.md (between its bench markers).
 No figure is asserted here: the table says pass/miss against the targets of docs/PERFORMANCE.md.
 """
@@ -55,7 +56,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -182,7 +183,8 @@ class Broker:
                 return mono()
             except OSError:
                 if self.proc.poll() is not None:
-                    raise BenchError(f"mosquitto exited (see {self.workdir}/mosquitto.log)")
+                    raise BenchError(
+                        f"mosquitto exited (see {self.workdir}/mosquitto.log)") from None
                 time.sleep(0.002)
         raise BenchError("mosquitto did not start")
 

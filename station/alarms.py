@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Mapping, Union
+from typing import Any, Callable, ClassVar, Mapping
 
 from .config import AlarmConfig, Pattern
 from .protocol import (
@@ -118,8 +118,8 @@ class FaultChange:
     detail: str = ""
 
 
-Input = Union[NewComplaint, ButtonEdge, FeedbackEdge, Tick, AckCommand, SilenceCommand,
-              SelfTestCommand, FaultChange]
+Input = (NewComplaint | ButtonEdge | FeedbackEdge | Tick | AckCommand | SilenceCommand
+         | SelfTestCommand | FaultChange)
 
 
 # --- outputs ------------------------------------------------------------------------------
@@ -408,7 +408,7 @@ class Machine:
         else:
             self._clear_fault(f.fault, p, f.detail)
 
-    _HANDLERS = {
+    _HANDLERS: ClassVar[dict[type, Callable[[Machine, Any, float, _Pending], None]]] = {
         NewComplaint: _on_complaint, ButtonEdge: _on_button, FeedbackEdge: _on_feedback,
         Tick: _on_tick, AckCommand: _on_ack, SilenceCommand: _on_silence,
         SelfTestCommand: _on_test, FaultChange: _on_fault,

@@ -29,7 +29,8 @@ log = logging.getLogger("station.cli")
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import reporting
-    from .service import IDLE_WAKE_S, Station
+    from .outbox import IDLE_WAKE_S
+    from .service import Station
     from .systemd import Notifier, ProgressWatchdog
     config = load_config_arg(args, refuse_placeholders=True)
     setup_logging(args.log_level or config.logging.level)
@@ -48,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The loop must come round at least once per ping interval (WatchdogSec= / 2).
     wake_s = min(IDLE_WAKE_S, watchdog.interval_s or IDLE_WAKE_S)
     station = Station(config, pin_factory=terminal.pin_factory_for(config), on_progress=progress,
-                      on_status=lambda summary: notifier.status(summary), wake_s=wake_s)
+                      on_status=notifier.status, wake_s=wake_s)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: station.request_stop())
     try:

@@ -219,7 +219,7 @@ class Config:
 # wrong with the file. Nothing is raised until the whole document has been read.
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-BCM_PINS = range(0, 28)
+BCM_PINS = range(28)
 PIN_FACTORIES = ("auto", "lgpio", "rpigpio", "mock")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_PORT, DEFAULT_TLS_PORT = 1883, 8883
@@ -311,7 +311,7 @@ class _Section:
 
     @classmethod
     def open(cls, value: Any, path: str, problems: _Problems, known: Iterable[str],
-             base: Path) -> "_Section":
+             base: Path) -> _Section:
         """A section from ``value``; null counts as empty, anything not a mapping is a problem."""
         if value is None:
             value = {}
@@ -329,7 +329,7 @@ class _Section:
     def raw(self, key: str) -> Any:
         return self.data.get(key)
 
-    def sub(self, key: str, known: Iterable[str]) -> "_Section":
+    def sub(self, key: str, known: Iterable[str]) -> _Section:
         return _Section.open(self.data.get(key), self.key(key), self.problems, known, self.base)
 
     def _get(self, key: str, default: Any, ok: Callable[[Any], bool], what: str,
@@ -363,8 +363,9 @@ class _Section:
 
     def integer(self, key: str, default: int, *checks: _Check, required: bool = False) -> int:
         """An integer (a boolean is not one)."""
-        return self._get(key, default, lambda v: isinstance(v, int) and not isinstance(v, bool),
-                         "an integer", checks, required)
+        return int(self._get(key, default,
+                             lambda v: isinstance(v, int) and not isinstance(v, bool),
+                             "an integer", checks, required))
 
     def number(self, key: str, default: float, *checks: _Check) -> float:
         """A finite number; integers are accepted and returned as float."""
@@ -372,7 +373,7 @@ class _Section:
 
     def flag(self, key: str, default: bool) -> bool:
         """true or false (not "yes", not 1)."""
-        return self._get(key, default, lambda v: isinstance(v, bool), "true or false", ())
+        return bool(self._get(key, default, lambda v: isinstance(v, bool), "true or false", ()))
 
     def path_value(self, key: str, default: Path | None = None) -> Path | None:
         """A path; a relative one is resolved against the config file's directory."""
@@ -583,7 +584,8 @@ def _output(s: _Section, default: OutputPinConfig) -> OutputPinConfig:
 def _button(s: _Section, default: ButtonConfig) -> ButtonConfig:
     return ButtonConfig(pin=s.integer("pin", default.pin, _bcm_pin),
                         pull_up=s.flag("pull_up", default.pull_up),
-                        bounce_ms=s.integer("bounce_ms", default.bounce_ms, _between(0, 1000, " ms")))
+                        bounce_ms=s.integer("bounce_ms", default.bounce_ms,
+                                            _between(0, 1000, " ms")))
 
 
 def _feedback(s: _Section) -> InputPinConfig | None:
@@ -950,7 +952,7 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if isinstance(key, Hashable) and key in seen:
                 self.duplicates.append(

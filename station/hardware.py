@@ -23,7 +23,8 @@ import importlib
 import logging
 import threading
 import time
-from typing import Callable
+from types import TracebackType
+from typing import Callable, TypeVar
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice, Factory
 
@@ -413,8 +414,10 @@ class Hardware:
             for relay, pattern in ((self._siren, outputs.siren),
                                    (self._beacon, STEADY if outputs.beacon else None)):
                 try:
+                    if relay is None:
+                        raise HardwareError("relay not set up")
                     relay.set(pattern)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 — the other relay is still tried
                     errors.append(exc)
             if errors:
                 if isinstance(errors[0], HardwareError):
@@ -517,7 +520,7 @@ def force_outputs_off(gpio: GpioConfig, *, pin_factory: Factory | None = None) -
             pin.output_with_state(level)
             lines.append(f"{key}: GPIO{output.pin} driven {'high' if level else 'low'} = off "
                          f"({polarity}), left driven")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — the other output is still driven off
             failed = True
             lines.append(f"{key}: GPIO{output.pin} could NOT be driven off ({polarity}): {exc}")
     # The factory is deliberately not closed: RPiGPIOFactory.close() runs GPIO.cleanup(), which
@@ -538,13 +541,17 @@ class _translated:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc is None or isinstance(exc, HardwareError) or not isinstance(exc, Exception):
-            return False
+            return
         raise HardwareError(f"{self.what}: {exc}") from exc
 
 
-def _open(key: str, pin: int, build: Callable[[], object]):
+_T = TypeVar("_T")
+
+
+def _open(key: str, pin: int, build: Callable[[], _T]) -> _T:
     """Build one line; any failure becomes HardwareError("<key> <pin>: <error>")."""
     try:
         return build()

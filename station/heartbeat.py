@@ -35,7 +35,7 @@ def clock_synced() -> bool:
     if adjtimex is None:
         return True
     buf = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
-    return adjtimex(buf) != TIME_ERROR
+    return bool(adjtimex(buf) != TIME_ERROR)
 
 
 @functools.cache

@@ -313,7 +313,7 @@ class Link:
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any],
                       properties: Any) -> None:
-        for topic, reason in zip(self._subscriptions, reasons):
+        for topic, reason in zip(self._subscriptions, reasons, strict=False):
             if reason.is_failure:
                 log.error("subscription to %s refused: reason_code=%s", topic, reason)
                 self._sink(SubscribeRefused(topic, str(reason)))
@@ -338,7 +338,7 @@ class Link:
     def _connect_async(self, address: BrokerAddress) -> None:
         kwargs: dict[str, Any] = {}
         if self._v5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = self.broker.session_expiry_s
             # paho's default (clean start on the first connect) would wipe the queued
             # complaints at every process start.

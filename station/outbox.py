@@ -33,7 +33,8 @@ PRUNE_EVERY_S = 3600.0   # forget complaint ids older than alarm.seen_ids_days t
 
 
 class Publisher(Protocol):
-    connected: bool
+    @property
+    def connected(self) -> bool: ...
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1,
                 retain: bool = False) -> int: ...

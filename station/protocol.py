@@ -6,7 +6,8 @@ The only place that knows topic names. Parsers never raise on bad input: they re
 >>> t = Topics(root="polri/110", station="prabumulih-1", region="sumsel-prabumulih")
 >>> t.complaints
 'polri/110/region/sumsel-prabumulih/complaints'
->>> str(parse_complaint(b'{"v":1,"id":"110-1","region":"other"}', region="sumsel-prabumulih").reason)
+>>> str(parse_complaint(b'{"v":1,"id":"110-1","region":"other"}',
+...                     region="sumsel-prabumulih").reason)
 'wrong_region'
 """
 from __future__ import annotations
@@ -147,7 +148,7 @@ class Topics:
     region: str
 
     @classmethod
-    def from_config(cls, config: "Config") -> Topics:
+    def from_config(cls, config: Config) -> Topics:
         return cls(config.topics.root, config.station.id, config.station.region)
 
     @property

@@ -26,8 +26,8 @@ from typing import Any, Callable
 
 from . import __version__, reporting, signing
 from .alarms import (
-    AckCommand, AlarmState, ButtonEdge, Decision, FaultChange, FeedbackEdge, Input, Machine, NewComplaint,
-    Outputs, ResumedAlarm, SelfTestCommand, SilenceCommand, Tick,
+    AckCommand, AlarmState, ButtonEdge, Decision, FaultChange, FeedbackEdge, Input, Machine,
+    NewComplaint, Outputs, ResumedAlarm, SelfTestCommand, SilenceCommand, Tick,
 )
 from .config import Config
 from .errors import HardwareError
@@ -79,7 +79,7 @@ class Station:
                  wall: Callable[[], float] = time.time,
                  synced: Callable[[], bool] = clock_synced,
                  on_progress: Callable[[str], None] | None = None,
-                 on_status: Callable[[str], None] | None = None,
+                 on_status: Callable[[str], object] | None = None,
                  wake_s: float = IDLE_WAKE_S) -> None:
         self.config = config
         self._wake_s = wake_s
@@ -451,7 +451,7 @@ class Station:
         """A cheap read of the button line proves the GPIO side still answers (watchdog)."""
         assert self.hardware is not None
         try:
-            self.hardware.button_pressed
+            _ = self.hardware.button_pressed
         except HardwareError as e:
             log.error("GPIO not answering: %s", e)
             return
@@ -604,7 +604,8 @@ class Station:
 
     def _will(self, session: int) -> bytes:
         return encode(offline_status(station=self.ident.station, region=self.ident.region,
-                                     reason=OfflineReason.LOST, boot_id=self.boot_id, session=session))
+                                     reason=OfflineReason.LOST, boot_id=self.boot_id,
+                                     session=session))
 
     def _next_session(self) -> int:
         # paho's thread, before each CONNECT: its own short-lived connection to the store.
@@ -659,7 +660,7 @@ class Station:
                 store.mark_copy_of(src)
         except StorageError:
             self._db_path = src
-            raise error
+            raise error from None
         detail = (f"{error}; running on a temporary copy {dst} — records made now are lost "
                   f"at reboot unless the state directory is repaired and the service restarted")
         log.error("storage: %s", detail)

@@ -136,7 +136,7 @@ class AlarmRow:
                                _member(AckMethod, self.ack_method, "ack_method"))
 
 
-def _member(kind: type[_E], value: object, what: str) -> _E:
+def _member(kind: type[_E], value: str, what: str) -> _E:
     try:
         return kind(value)
     except ValueError:
@@ -162,7 +162,7 @@ _ALARM_UPSERT = (
 
 
 def _alarm_from_row(row: Sequence[Any]) -> AlarmRow:
-    values = dict(zip(ALARM_COLUMNS, row))
+    values = dict(zip(ALARM_COLUMNS, row, strict=True))
     values["escalated"] = bool(values["escalated"])
     values["silenced"] = bool(values["silenced"])
     return AlarmRow(**values)
@@ -357,7 +357,8 @@ class Store:
 
     @contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE … COMMIT``; any failure rolls back. sqlite errors → StorageError."""
+        """One ``BEGIN IMMEDIATE … COMMIT``; any failure rolls back; sqlite errors →
+        StorageError."""
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             yield self._conn
@@ -442,8 +443,8 @@ class Store:
                        events: Sequence[Mapping[str, Any]]) -> list[OutboxRow]:
         first = self._int_meta(conn, "seq") + 1
         payloads = [encode_event(ev, seq) for seq, ev in enumerate(events, start=first)]
-        rows = [OutboxRow(seq, ev["event_id"], ev["type"], payload)
-                for seq, (ev, payload) in enumerate(zip(events, payloads), start=first)]
+        rows = [OutboxRow(seq, ev["event_id"], ev["type"], payload) for seq, (ev, payload)
+                in enumerate(zip(events, payloads, strict=True), start=first)]
         now = time.time()
         n = self._outbox_rows_now(conn)
         conn.executemany(

@@ -34,7 +34,7 @@ class Notifier:
     message was sent, False when disabled or the send failed.
     """
 
-    def __init__(self, socket_path: str | None | object = _FROM_ENV) -> None:
+    def __init__(self, socket_path: str | object | None = _FROM_ENV) -> None:
         if socket_path is _FROM_ENV:
             socket_path = os.environ.get("NOTIFY_SOCKET")
         self._address = _address(socket_path) if isinstance(socket_path, str) else None

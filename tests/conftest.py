@@ -1,5 +1,6 @@
 """Fixtures only (helpers live in ``helpers.py``): a mosquitto per test, an HQ client, the
-real station in-process or as a subprocess; each restores what it started."""
+real station in-process or as a subprocess; each restores what it started. One collection hook
+marks every test that uses a broker fixture ``broker`` (``make test-fast`` deselects them)."""
 from __future__ import annotations
 
 import time
@@ -9,6 +10,19 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from helpers import HQ, Mosquitto, RunningStation, StationProcess, wait_for
+
+
+# Fixtures (here and in the sub-directories' conftest.py) that start a broker.
+BROKER_FIXTURES = frozenset({
+    "broker", "hq", "persistent_broker", "persistent_hq", "proxy", "secure_broker", "secure_hq",
+    "rabbitmq", "amqtt_broker",
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if BROKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.broker)
 
 
 @pytest.fixture

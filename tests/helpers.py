@@ -26,6 +26,7 @@ import yaml
 from station.desk.clients import make_client
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+NO_BROKER_ENV = "POLRES_TESTS_NO_BROKER"   # set by `make test-fast`: a broker start fails loudly
 REGION = "sumsel-prabumulih"
 STATION = "prabumulih-1"
 ROOT = "polri/110"
@@ -68,7 +69,10 @@ class Mosquitto:
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "Mosquitto":
+    def start(self) -> Mosquitto:
+        if os.environ.get(NO_BROKER_ENV):
+            raise RuntimeError(f"{NO_BROKER_ENV} is set (make test-fast) but this test starts a "
+                               "broker: mark it @pytest.mark.broker")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
@@ -78,7 +82,8 @@ class Mosquitto:
                 return self
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read()!r}")
+                    raise RuntimeError(
+                        f"mosquitto exited: {self.proc.stderr.read()!r}") from None
                 time.sleep(0.02)
         raise RuntimeError("mosquitto did not start")
 
@@ -275,7 +280,7 @@ class StationProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "StationProcess":
+    def start(self) -> StationProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "station.cli", "run", "-c", str(self.config_path)],

@@ -51,6 +51,7 @@ def check_latencies(r: dict[str, Any], samples: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.broker       # bench/run.py starts its own mosquitto
 def test_quick_run_writes_every_key(quick: tuple[dict[str, Any], str]) -> None:
     r, _ = quick
     assert r["mode"] == "quick" and r["samples"] >= 50
@@ -73,6 +74,7 @@ def test_quick_run_writes_every_key(quick: tuple[dict[str, Any], str]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.broker       # bench/run.py starts its own mosquitto
 def test_quick_run_prints_the_table_beside_the_targets(
         quick: tuple[dict[str, Any], str]) -> None:
     _, stdout = quick

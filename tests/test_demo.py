@@ -23,6 +23,8 @@ from station.desk.embedded_broker import ENV_KIND, EmbeddedBroker, find_mosquitt
 
 from helpers import wait_for
 
+pytestmark = pytest.mark.broker   # the demo runs its own broker (amqtt or mosquitto)
+
 VENV_BIN = str(Path(sys.executable).parent)
 
 

@@ -299,6 +299,7 @@ def station_log() -> Any:
     logger.propagate = old[1]
 
 
+@pytest.mark.broker
 @pytest.mark.slow
 def test_ten_thousand_fuzzed_payloads_through_the_broker(tmp_path, start_station, station_log):
     payloads = fuzz_payloads(COUNT, SEED)

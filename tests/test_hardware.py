@@ -379,8 +379,8 @@ def test_make_pin_factory_explicit_library_fails_loudly(name, library):
 def test_make_pin_factory_auto_does_not_fall_back():
     if _importable("lgpio") or _importable("RPi"):
         pytest.skip("a GPIO library is importable here")
-    with pytest.raises(HardwareError, match="^no GPIO library usable on this machine; "
-                                            "set gpio.pin_factory: mock to run without a Pi"):
+    with pytest.raises(HardwareError, match=r"^no GPIO library usable on this machine; "
+                                            r"set gpio.pin_factory: mock to run without a Pi"):
         make_pin_factory("auto")
 
 

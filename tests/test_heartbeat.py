@@ -1,7 +1,6 @@
 """The retained status document (docs/INTERFACE.md §5–6) and its heartbeat schedule."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from helpers import REGION, STATION, station_config, wait_for
 from station.heartbeat import Identity, Schedule, host_figures, status
@@ -32,7 +31,7 @@ def test_schedule_is_due_once_per_interval():
 
 
 def test_heartbeat_published_every_interval_and_on_change(broker, hq, tmp_path, start_station):
-    s = start_station(station_config(tmp_path, broker.port, heartbeat={"interval_s": 1}))
+    start_station(station_config(tmp_path, broker.port, heartbeat={"interval_s": 1}))
     first = hq.wait_status(lambda d: d["state"] == "online")
     assert SPEC_KEYS <= set(first) and first["station"] == STATION
     assert first["region"] == REGION and first["interval_s"] == 1

@@ -4,7 +4,9 @@ from __future__ import annotations
 import queue
 import time
 
-from helpers import Mosquitto, free_port, station_config, wait_for
+import pytest
+
+from helpers import Mosquitto, free_port, wait_for
 from station.config import BrokerAddress, BrokerConfig
 from station.link import Connected, Inbound, Link
 from station.protocol import Topics
@@ -16,6 +18,7 @@ def make_link(broker: BrokerConfig, sink) -> Link:
     return Link(broker, TOPICS, client_id="st-link", sink=sink)
 
 
+@pytest.mark.broker
 def test_failover_to_the_next_broker_when_primary_unreachable(tmp_path):
     standby = Mosquitto(tmp_path / "standby").start()
     try:

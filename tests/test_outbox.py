@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from helpers import HQ, Mosquitto, station_config, wait_for
 from station.store import Store
 
 
+@pytest.mark.broker
 def test_outbox_resent_after_restart_in_seq_order_same_event_ids(tmp_path, start_station):
     broker = Mosquitto(tmp_path / "b", persistence=True).start()
     hq = HQ(broker.port, persistent=True)

@@ -102,7 +102,7 @@ def station_config(tmp_path: Path, dsn: str | None) -> Config:
 
 
 def handle_complaint(complaint: dict[str, Any]) -> None:
-    summary = complaint["summary"]  # a local variable the SDK must not capture
+    summary = complaint["summary"]  # noqa: F841 — a local variable the SDK must not capture
     raise ValueError(f"cannot alarm complaint {complaint['id']}")
 
 

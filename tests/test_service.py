@@ -1,7 +1,6 @@
 """End to end against a real mosquitto: HQ → station → relays → button → HQ (issue 2)."""
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -127,6 +126,7 @@ def test_kill_with_unacked_alarm_resumes_and_status_shows_it(broker, hq, tmp_pat
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
 
+@pytest.mark.broker
 def test_ack_during_broker_outage_arrives_once(tmp_path, start_station):
     broker = Mosquitto(tmp_path / "b", persistence=True).start()
     hq = HQ(broker.port, persistent=True)
@@ -199,8 +199,8 @@ def test_end_to_end_over_mqtt_311(broker, hq, tmp_path, start_station):
 
 
 def test_session_lost_sends_resync_request(broker, hq, tmp_path, start_station):
-    s = start_station(station_config(tmp_path, broker.port,
-                                     broker={"reconnect_min_s": 1.0, "reconnect_max_s": 2.0}))
+    start_station(station_config(tmp_path, broker.port,
+                                 broker={"reconnect_min_s": 1.0, "reconnect_max_s": 2.0}))
     hq.wait_status(lambda d: d["state"] == "online")
     # A broker restart without persistence loses every session.
     broker.stop()

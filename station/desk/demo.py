@@ -186,7 +186,8 @@ class SimulatedHQ:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="demo-hq",
                                   protocol=mqtt.MQTTv311, clean_session=False)
         self.client.username_pw_set(DEMO_USERNAME)
-        self.client.reconnect_delay_set(0.2, 2.0)
+        # paho annotates int seconds; it only sleeps them, so a fraction works.
+        self.client.reconnect_delay_set(0.2, 2.0)  # type: ignore[arg-type]
         self.client.on_connect = self._connected
         self.client.on_message = self._message
         self.client.connect("127.0.0.1", port, keepalive=5)
@@ -222,7 +223,7 @@ class SimulatedHQ:
                 self.acked.add(str(cid))
                 self.unacked.pop(str(cid), None)
             resend = list(self.unacked.items()) if kind == EventType.RESYNC_REQUEST else []
-        for cid, payload in resend:               # HQ re-sends; duplicates are harmless
+        for _cid, payload in resend:              # HQ re-sends; duplicates are harmless
             self._publish(payload)
         try:
             self._on_event(doc)

@@ -173,7 +173,7 @@ class _Amqtt:
         try:
             await asyncio.wait_for(broker.shutdown(), 5.0)
             return
-        except (asyncio.TimeoutError, Exception) as e:  # noqa: BLE001 — a demo broker
+        except (TimeoutError, Exception) as e:  # noqa: BLE001 — a demo broker
             logging.getLogger("station.demo").warning("amqtt shutdown stuck (%r); forcing", e)
         for server in list(getattr(broker, "_servers", {}).values()):
             instance = getattr(server, "instance", None)

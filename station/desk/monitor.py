@@ -69,6 +69,11 @@ def _number(value: Any, default: float | None = None) -> float | None:
     return float(value) if type(value) in (int, float) else default
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (a malformed document shows blanks)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _int(value: Any, default: int = 0) -> int:
     return int(value) if type(value) in (int, float) else default
 
@@ -145,14 +150,14 @@ def _online(view: StationView, doc: dict[str, Any], now: float, retained: bool) 
     view.state, view.reason = "online", None
     view.seen = now
     at = _parse_time(doc.get("at"))
-    host = doc.get("host") if isinstance(doc.get("host"), dict) else {}
+    host = _mapping(doc.get("host"))
     if retained and at is not None and host.get("clock_synced", True) is not False:
         view.seen = min(now, at)          # a retained status is as old as it says
     view.interval_s = _number(doc.get("interval_s"), 30.0) or 30.0
-    alarms = doc.get("alarms") if isinstance(doc.get("alarms"), dict) else {}
+    alarms = _mapping(doc.get("alarms"))
     view.alarms_active = _int(alarms.get("active"))
     view.oldest_unacked_s = _number(alarms.get("oldest_unacked_s"))
-    outputs = doc.get("outputs") if isinstance(doc.get("outputs"), dict) else {}
+    outputs = _mapping(doc.get("outputs"))
     view.siren, view.beacon = bool(outputs.get("siren")), bool(outputs.get("beacon"))
     faults = doc.get("faults")
     view.faults = tuple(str(f) for f in faults) if isinstance(faults, list) else ()
@@ -334,7 +339,8 @@ class Subscription:
         self.topics = [(station_topic(args.root, "+", "status"), 1),
                        (station_topic(args.root, "+", "events"), 1)]
         self.client = client_from_args(args)
-        self.client.reconnect_delay_set(0.5, 10)
+        # paho annotates int seconds; it only sleeps them, so a fraction works.
+        self.client.reconnect_delay_set(0.5, 10)  # type: ignore[arg-type]
         self.client.on_connect = lambda c, u, f, r, p: c.subscribe(self.topics)
         self.client.on_subscribe = lambda c, u, mid, codes, p: self.subscribed.set()
         self.client.on_message = self._message

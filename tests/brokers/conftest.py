@@ -55,7 +55,7 @@ class RabbitNode:
         self.boot_s = 0.0
         self.log = workdir / "rabbitmq.out"
 
-    def start(self) -> "RabbitNode":
+    def start(self) -> RabbitNode:
         server = RABBITMQ_SERVER if os.access(RABBITMQ_SERVER, os.X_OK) else \
             shutil.which("rabbitmq-server")
         if server is None:
@@ -142,7 +142,7 @@ class Amqtt:
         self.proc: subprocess.Popen[bytes] | None = None
         self.boot_s = 0.0
 
-    def start(self) -> "Amqtt":
+    def start(self) -> Amqtt:
         try:
             import amqtt  # noqa: F401
         except ImportError:

@@ -68,7 +68,7 @@ def config(tmp_path: Any, other: tuple[str, int]) -> Any:
 
 
 def test_complaint_alarm_button_ack(tmp_path, other, hq, start_station):
-    kind, port = other
+    kind, _port = other
     s = start_station(config(tmp_path, other))
     hq.wait_status(lambda d: d["state"] == "online", timeout=15)
     payload = complaint_payload(complaint_id="ob-1", region=REGION, priority="emergency")

@@ -69,7 +69,7 @@ class ChaosProxy:
 
     # --- control (any thread) -----------------------------------------------------------------
 
-    def start(self) -> "ChaosProxy":
+    def start(self) -> ChaosProxy:
         self._sel.register(self._listener, selectors.EVENT_READ, "listen")
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._running = True
@@ -263,7 +263,7 @@ class HarnessStation:
         self._replies: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self.starts = 0
 
-    def start(self) -> "HarnessStation":
+    def start(self) -> HarnessStation:
         log = open(self.log_path, "a")
         log.write(f"--- start {self.starts} ---\n")
         log.flush()

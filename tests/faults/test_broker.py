@@ -21,6 +21,7 @@ def _relays_off_within(s, seconds: float) -> float:
     return time.monotonic() - t0 - 0.08
 
 
+@pytest.mark.broker
 def test_broker_sigkill_without_persistence(tmp_path, start_station, figures):
     """The broker forgets everything: the station asks HQ to re-send (resync_request),
     alarms nothing twice, and its acks made while the broker was dead arrive."""
@@ -109,6 +110,7 @@ def test_broker_sigkill_with_persistence(tmp_path, start_station, persistent_bro
                    resync_requests=0, press_to_relays_off_ms=round(off_s * 1000, 1))
 
 
+@pytest.mark.broker
 @pytest.mark.slow
 def test_broker_autosave_interval_decides_what_a_sigkill_loses(tmp_path, start_station,
                                                                figures):

@@ -16,13 +16,13 @@ TOPIC = f"{ROOT}/region/{REGION}/complaints"
 FAILURES = 25          # more than mosquitto's 20 in-flight messages per client
 
 
-def _flaky(times: int, real, exc=RuntimeError("injected fault")):
+def _flaky(times: int, real, exc: Exception | None = None):
     left = [times]
 
     def call(*args, **kwargs):
         if left[0] > 0:
             left[0] -= 1
-            raise exc
+            raise exc or RuntimeError("injected fault")
         return real(*args, **kwargs)
     call.left = left  # type: ignore[attr-defined]
     return call

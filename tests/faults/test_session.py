@@ -28,6 +28,7 @@ class TwoDesks:
         return [e for e in self.events if e.get("type") == t]
 
 
+@pytest.mark.broker
 @pytest.mark.parametrize("primary_failure", ["refused", "accept-then-reset", "hung"])
 def test_failover_to_standby_without_session_asks_for_resync(tmp_path, start_station, figures,
                                                              primary_failure):

@@ -50,7 +50,7 @@ class Client:
             self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     def subscribe(self, topic: str) -> Any:
-        rc, mid = self.c.subscribe(topic, 1)
+        _rc, mid = self.c.subscribe(topic, 1)
         wait_for(lambda: mid in self.subacks, 5, what=f"SUBACK for {topic}")
         return self.subacks[mid][0]
 

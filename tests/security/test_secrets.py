@@ -12,7 +12,9 @@ import sys
 import time
 import uuid
 
-from helpers import STATION, StationProcess, free_port, station_config, wait_for
+import pytest
+
+from helpers import STATION, StationProcess, free_port, station_config
 from security.conftest import SecureBroker, SecureHQ, tls_files
 
 
@@ -31,6 +33,7 @@ def cli(*args: str) -> str:
     return out.stdout + out.stderr
 
 
+@pytest.mark.broker
 def test_no_secret_in_logs_status_events_or_cli_output(tmp_path, ca):
     password = f"pw-{uuid.uuid4().hex}"
     (tmp_path / "password").write_text(password + "\n")

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers import REGION, STATION, station_config, wait_for
+from helpers import STATION, station_config, wait_for
 from security.conftest import SecureBroker, SecureHQ, tls_client, tls_files
 
 
@@ -45,6 +45,7 @@ REASONS = {None: "CERTIFICATE_REQUIRED", "expired": "CERTIFICATE_EXPIRED",
            "impostor-broker": "CERTIFICATE_VERIFY_FAILED"}
 
 
+@pytest.mark.broker
 @pytest.mark.parametrize("cert", list(REASONS))
 def test_bad_certificates_are_refused_station_logs_retries_never_alarms(
         tmp_path, ca, start_station, caplog, cert):
@@ -75,12 +76,13 @@ def test_bad_certificates_are_refused_station_logs_retries_never_alarms(
         assert any(REASONS[cert] in line for line in refusals), refusals
         print(f"\n{cert or 'no certificate'}: {attempts()} attempts; station log: "
               f"{sorted(set(x[:110] for x in refusals))}; broker log: "
-              f"{[l for l in broker.log_text().splitlines() if 'rror' in l][-1:]}")
+              f"{[ln for ln in broker.log_text().splitlines() if 'rror' in ln][-1:]}")
     finally:
         hq.close()
         broker.stop()
 
 
+@pytest.mark.broker
 @pytest.mark.parametrize("cert", [None, "expired", "rogue", "revoked"])
 def test_bad_certificates_refused_at_the_handshake_for_any_client(tmp_path, ca, cert):
     """The same refusals seen by a bare client: the TLS handshake (or the first read after
