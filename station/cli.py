@@ -83,7 +83,8 @@ def _signature_summary(security: Any) -> list[str]:
     """What check-config says of the ``security`` section (docs/SIGNING.md)."""
     if not security.enabled:
         return ["signatures: off (no keys configured; any broker account can sound the siren)"]
-    kids = lambda refs: ", ".join(r.kid for r in refs) or "no key"  # noqa: E731
+    def kids(refs: Any) -> str:
+        return ", ".join(r.kid for r in refs) or "no key"
     head = "signatures required" if security.require_signatures else "signatures checked " \
         "when present (require_signatures: false)"
     lines = [f"{head}: complaints by {kids(security.hq_keys)}; commands by "

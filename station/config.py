@@ -821,7 +821,7 @@ def _keys(s: _Section, name: str, seen: dict[str, str]) -> tuple[PublicKeyRef, .
 
 
 def _security(s: _Section) -> SecurityConfig:
-    d, seen = SecurityConfig(), {}
+    d, seen = SecurityConfig(), dict[str, str]()
     hq, desk = _keys(s, "hq_keys", seen), _keys(s, "desk_keys", seen)
     configured = bool(s.raw("hq_keys") or s.raw("desk_keys"))
     required = s.flag("require_signatures", configured)

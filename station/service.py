@@ -36,8 +36,8 @@ from .heartbeat import Identity, Schedule, clock_synced, host_figures, status
 from .link import Connected, Delivered, Disconnected, Inbound, Link, SubscribeRefused
 from .outbox import IDLE_WAKE_S, Outbox, Write
 from .protocol import (
-    CommandName, Complaint, EventType, Fault, OfflineReason, Rejection, RejectReason, Topics,
-    Trigger, encode, event, offline_status, parse_command, parse_complaint, rfc3339,
+    Command, CommandName, Complaint, EventType, Fault, OfflineReason, Rejection, RejectReason,
+    Topics, Trigger, encode, event, offline_status, parse_command, parse_complaint, rfc3339,
 )
 from .errors import StorageError
 from .store import SIDE_FILES, AlarmRow, CorruptDatabase, SeenFilter, Store
@@ -301,7 +301,7 @@ class Station:
 
     def _complaint(self, msg: Inbound, now: float) -> None:
         # The signature before anything else reads the message (docs/SIGNING.md).
-        verdict = self._complaint_gate.check(msg.payload, msg.topic) \
+        verdict = self._complaint_gate.check(msg.payload, self.topics.complaints) \
             if self._complaint_gate is not None else None
         if isinstance(verdict, signing.Refusal):
             self._refuse_unsigned(msg, verdict)
@@ -328,7 +328,7 @@ class Station:
                      seen=[(parsed.id, self._wall())])
 
     def _remote_command(self, msg: Inbound, now: float) -> None:
-        verdict = self._command_gate.check(msg.payload, msg.topic) \
+        verdict = self._command_gate.check(msg.payload, self.topics.cmd) \
             if self._command_gate is not None else None
         if isinstance(verdict, signing.Refusal):
             self._refuse_unsigned(msg, verdict)
@@ -381,11 +381,11 @@ class Station:
         ``cmd_result``): the message never reaches the alarm machine."""
         reason, extra = RejectReason(refusal.reason), []
         if msg.topic == self.topics.cmd:
-            probe = parse_command(msg.payload)
-            cmd_id = probe.cmd_id
+            command = parse_command(msg.payload)
+            cmd_id = command.cmd_id
             if cmd_id is not None:
                 extra.append(self._envelope(EventType.CMD_RESULT, {
-                    "cmd_id": cmd_id, "cmd": getattr(probe, "cmd", None), "ok": False,
+                    "cmd_id": cmd_id, "cmd": getattr(command, "cmd", None), "ok": False,
                     "detail": f"{reason}: {refusal.detail}"}))
             ids: dict[str, str | None] = {"cmd_id": cmd_id}
         else:
