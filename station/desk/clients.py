@@ -1,7 +1,7 @@
 """MQTT clients for the other side of the interface: HQ dispatch and the monitoring desk.
 
-Used by ``send-complaint``, ``send-command``, ``monitor``, the web desk, the demo, the benchmarks and the tests, with the
-same TLS / username / password-file options as the station.
+Used by ``send-complaint``, ``send-command``, ``monitor``, the web desk, the demo, the
+benchmarks and the tests, with the same TLS / username / password-file options as the station.
 """
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ class _Acks:
             return self.reasons.pop(mid, None)
 
     @classmethod
-    def of(cls, client: mqtt.Client) -> "_Acks":
+    def of(cls, client: mqtt.Client) -> _Acks:
         acks = getattr(client, "_polres_acks", None)
         if acks is None:
             acks = cls(client)

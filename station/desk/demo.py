@@ -546,8 +546,8 @@ def _main(args: argparse.Namespace) -> int:
               "use --headless to silence this note", file=sys.stderr)
         headless = True
     if not headless and importlib.util.find_spec("rich") is None:
-        print("demo: rich is not installed (pip install -e '.[desk]' in the checkout, or make venv): "
-              "running headless", file=sys.stderr)
+        print("demo: rich is not installed (pip install -e '.[desk]' in the checkout, or make "
+              "venv): running headless", file=sys.stderr)
         headless = True
     interval = args.interval or (3.0 if headless else 8.0)
     settings = DemoSettings(interval_s=interval, siren_max_s=args.siren_max,

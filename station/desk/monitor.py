@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import sys
 import threading
 import time
 from dataclasses import dataclass

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 import uuid
 from datetime import datetime, timezone
+from typing import Any
 
-from ..protocol import ID_RE, NAME_RE, Priority, complaint_payload, region_complaints, rfc3339
+from ..protocol import (
+    ID_RE, NAME_RE, EventType, Priority, complaint_payload, region_complaints, rfc3339,
+)
 from ..signing import sign_payload
 from ..terminal import Exit, broker_args
 from .clients import EventWaiter, confirm, hq_client, publish_wait
@@ -69,12 +73,16 @@ def main(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def _alerting_for(complaint_id: str, doc: dict[str, Any]) -> bool:
+    return doc.get("type") == EventType.ALERTING and doc.get("complaint_id") == complaint_id
+
+
 def _report_alerting(waiter: EventWaiter, ids: list[str], seconds: float) -> int:
     """One line per complaint: id, station, relay_latency_ms — or that none came (exit 1)."""
     deadline = time.monotonic() + seconds
     missing = 0
     for cid in ids:
-        doc = waiter.wait(lambda d: d.get("type") == "alerting" and d.get("complaint_id") == cid,
+        doc = waiter.wait(functools.partial(_alerting_for, cid),
                           max(0.0, deadline - time.monotonic()))
         if doc is None:
             missing += 1
