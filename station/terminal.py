@@ -159,7 +159,7 @@ def _log_crash(exc_type: type[BaseException], exc: BaseException | None, tb: Any
         return
     where = f" in thread {thread.name}" if thread is not None else ""
     logging.getLogger("station").critical("unhandled exception%s", where,
-                                          exc_info=(exc_type, exc, tb))
+                                          exc_info=(exc_type, exc or exc_type(), tb))
 
 
 def say_error(text: str) -> None:
