@@ -229,5 +229,7 @@ cat <<EOF
        sudo cp $BOOT_CONFIG $BOOT_CONFIG.bak
        sudo sh -c 'cat $ETC/boot-config.txt >> $BOOT_CONFIG'
   $((n + 3)). Reboot (boot lines and the hardware watchdog take effect): sudo reboot
-  $((n + 4)). Check: systemctl status $NAME; journalctl -u $NAME -f; sudo $NAME selftest
+  $((n + 4)). Check: systemctl status $NAME; journalctl -u $NAME -f
+  $((n + 5)). Self-test (the running service holds the GPIO lines: stop it, test, start it):
+       sudo systemctl stop $NAME; sudo $NAME selftest -c $ETC/station.yaml; sudo systemctl start $NAME
 EOF

@@ -643,3 +643,14 @@ def test_placeholder_problems_is_pure() -> None:
     assert placeholder_problems(config) == [
         "broker.host: 'mqtt.polri.example' is the example's placeholder (a name reserved for "
         "documentation, it never resolves): set the national broker's address"]
+
+
+def test_example_station_is_in_the_example_registry() -> None:
+    """config/station.example.yaml's station and region are a line of
+    config/mosquitto/stations.example (whose ACL and test certificates the docs use)."""
+    registry = EXAMPLE.parent / "mosquitto" / "stations.example"
+    stations = dict(line.split() for line in registry.read_text().splitlines()
+                    if line.strip() and not line.startswith("#"))
+    config = load_config(EXAMPLE, env={})
+    assert stations.get(config.station.id) == config.station.region
+    assert config.station.id == EXAMPLE_STATION_ID

@@ -1,10 +1,13 @@
 """The technician's self-test on MockFactory pins: outputs cycle, button, feedback, verdict."""
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -63,3 +66,42 @@ def test_cli_exit_code_is_1_on_fail(tmp_path):
                         "--siren-seconds", "0.05", "--beacon-seconds", "0.05",
                         "--button-timeout", "0.2"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "VERDICT: FAIL" in r.stdout
+
+
+# --- the technician's instructions: the running service holds the GPIO lines ------------------
+
+REPO = Path(__file__).resolve().parent.parent
+SELFTEST_RUN = re.compile(r"polres-station selftest\b")
+
+
+def selftest_instructions_without_stop_start(text: str) -> list[str]:
+    """Each instruction to run the self-test that is not preceded (within its step) by
+    stopping the service and followed by starting it again."""
+    bad = []
+    for m in SELFTEST_RUN.finditer(text):
+        before, after = text[max(0, m.start() - 400):m.start()], text[m.end():m.end() + 400]
+        if ("systemctl stop polres-station" not in before
+                or "systemctl start polres-station" not in after):
+            bad.append(text[max(0, m.start() - 80):m.end() + 80])
+    return bad
+
+
+@pytest.mark.parametrize("doc", ["README.md", "firmware/README.md"])
+def test_documents_stop_the_service_around_the_selftest(doc):
+    text = (REPO / doc).read_text(encoding="utf-8")
+    assert SELFTEST_RUN.search(text), f"{doc} no longer tells how to run the self-test"
+    assert selftest_instructions_without_stop_start(text) == []
+
+
+@pytest.mark.slow
+def test_installers_closing_hint_stops_the_service_around_the_selftest(tmp_path):
+    root = tmp_path / "root"
+    (root / "boot" / "firmware").mkdir(parents=True)
+    (root / "boot" / "firmware" / "config.txt").write_text("arm_64bit=1\n")
+    r = subprocess.run(["bash", str(REPO / "systemd" / "install.sh"), "--root", str(root)],
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHON": sys.executable})
+    assert r.returncode == 0, r.stdout + r.stderr
+    hint = r.stdout[r.stdout.index("Next steps"):]
+    assert SELFTEST_RUN.search(hint), hint
+    assert selftest_instructions_without_stop_start(hint) == [], hint
