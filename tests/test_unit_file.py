@@ -123,3 +123,24 @@ def test_does_not_pull_in_or_wait_for_network_or_time_sync() -> None:
     assert not any(ln.startswith(("Wants=", "Requires=")) and "network-online" in ln
                    for ln in lines)
     assert not any("time-sync.target" in ln for ln in lines)
+
+
+def test_reliability_doc_describes_this_unit() -> None:
+    """Every unit setting docs/RELIABILITY.md names (`Key=value`) is in the shipped unit, and
+    every one it says the unit lacks ("no `Key=`") is absent: the document once described an
+    older unit (no RuntimeDirectory=, a temporary copy lost at every restart)."""
+    doc = (UNIT.parent.parent / "docs" / "RELIABILITY.md").read_text(encoding="utf-8")
+    lines = {line.strip() for line in UNIT.read_text().splitlines()
+             if line.strip() and not line.startswith("#")}
+    keys = {line.split("=", 1)[0] for line in lines if "=" in line}
+    named = re.findall(r"(no )?`([A-Z][A-Za-z]+)=([^`\s]*)`", doc)
+    assert named, "docs/RELIABILITY.md names no unit setting any more"
+    directive = re.compile(r"^[A-Z][a-z]+(?:[A-Z][a-z]*)+$")   # RuntimeDirectory, not CI
+    for negated, key, value in named:
+        if key not in keys and not directive.match(key):
+            continue                                             # an environment variable
+        if negated:
+            assert key not in keys, f"RELIABILITY.md says the unit has no {key}=; it has"
+        elif value:
+            assert f"{key}={value}" in lines, f"RELIABILITY.md names {key}={value}; the unit " \
+                f"has {sorted(line for line in lines if line.startswith(key + '='))}"
