@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv check test test-fast demo bench clean broker-tools
+.PHONY: venv check test test-fast demo bench clean broker-tools not-a-station
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,8 +15,18 @@ $(STAMP): setup.py
 
 venv: $(STAMP)
 
+# The packages below are for test machines only, never a station: on a Raspberry Pi this
+# stops (the Pi gets the Debian package and nothing else). ALLOW_TEST_PACKAGES=1 overrides it
+# on a Pi that is a test bench.
+PI_MODEL ?= /proc/device-tree/model
+not-a-station:
+	@if grep -qa 'Raspberry Pi' $(PI_MODEL) 2>/dev/null && [ "$(ALLOW_TEST_PACKAGES)" != 1 ]; then \
+	  echo "this is a Raspberry Pi: 'make test' would install test-only packages (brokers, systemd, openssl …) here."; \
+	  echo "A station gets only the Debian package. On a Pi kept as a test bench: make test ALLOW_TEST_PACKAGES=1"; \
+	  exit 1; fi
+
 # Tests need a real mosquitto binary (the fixtures start their own on free ports).
-broker-tools:
+broker-tools: not-a-station
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
 	  echo "mosquitto missing: installing it"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto mosquitto-clients; }
@@ -36,7 +46,7 @@ check: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: check broker-tools
+test: not-a-station check broker-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The tests that start no broker (marker `broker`, pytest.ini); a broker start fails loudly here.
