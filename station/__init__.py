@@ -1,3 +1,6 @@
 """Polres 110 station controller."""
 
-__version__ = "0.1.0"
+try:  # written by setup.py from `git describe` when the package is built or installed
+    from ._version import version as __version__
+except ImportError:  # a bare source tree never built: say so rather than guess
+    __version__ = "0+unknown"
