@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv check test test-fast demo bench clean broker-tools not-a-station
+.PHONY: venv check test test-fast demo bench clean broker-tools not-a-station deb deb-tools
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -46,7 +46,25 @@ check: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: not-a-station check broker-tools
+# Building and testing the Debian package (this machine only, never the Pi): dpkg-deb, lintian,
+# iproute2 + util-linux (unshare, nsenter) for the throwaway root, and python3-venv/python3-yaml, which the package depends on (installed into the throwaway root
+# from here: it has no network).
+deb-tools: venv
+	@missing=""; \
+	command -v dpkg-deb >/dev/null 2>&1 || missing="$$missing dpkg-dev"; \
+	command -v lintian >/dev/null 2>&1 || missing="$$missing lintian"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v unshare >/dev/null 2>&1 || missing="$$missing util-linux"; \
+	dpkg -s python3-venv >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	dpkg -s python3-yaml >/dev/null 2>&1 || missing="$$missing python3-yaml"; \
+	test -z "$$missing" || { echo "package tools missing: installing$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }
+
+# dist/polres-station_<version>_all.deb, version from git describe (packaging/build_deb.py).
+deb: deb-tools
+	$(BIN)/python packaging/build_deb.py
+
+test: not-a-station check broker-tools deb-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The tests that start no broker (marker `broker`, pytest.ini); a broker start fails loudly here.
@@ -62,4 +80,4 @@ bench: venv broker-tools
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache station/_version.py
