@@ -69,6 +69,12 @@ DROPIN=/etc/systemd/system.conf.d/$NAME-watchdog.conf
 LINK=/usr/local/bin/$NAME
 BOOT_CONFIG=/boot/firmware/config.txt
 
+DOC=/usr/share/doc/$NAME
+
+# The steps shared with the Debian package's maintainer scripts.
+PS_ROOT=$ROOT PS_SOURCE=$SOURCE PS_PYTHON=$PYTHON PS_AGAIN="sudo $0"
+. "$(dirname "${BASH_SOURCE[0]}")/station-setup.sh"
+
 if [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then
     die "run as root (sudo $0 $*), or use --root DIR for a scratch install"
 fi
@@ -91,18 +97,14 @@ if [ "$UNINSTALL" = 1 ]; then
         systemctl --root="$ROOT" --quiet disable "$NAME.service"
         note "disabled in $ROOT (offline); nothing to stop"
     fi
+    [ -n "$ROOT" ] || ps_outputs_off
     step "removing the unit, watchdog drop-in, command link and $OPT"
     rm -f "$ROOT$UNIT" "$ROOT$DROPIN" "$ROOT$LINK"
-    rm -rf "$ROOT$OPT"
+    rm -rf "$ROOT$OPT" "$ROOT$DOC"
     system systemctl daemon-reload
     if [ "$PURGE" = 1 ]; then
         step "purging configuration, state and the $NAME user"
-        rm -rf "$ROOT$ETC" "$ROOT$STATE"
-        if [ -z "$ROOT" ] && getent passwd "$NAME" >/dev/null; then
-            userdel "$NAME"
-        else
-            note "skipped (--root or absent): userdel $NAME"
-        fi
+        ps_purge
     else
         note "kept $ETC (configuration) and $STATE (alarm history, outbox); --purge removes them"
     fi
@@ -117,54 +119,40 @@ for f in setup.py systemd/$NAME.service systemd/$NAME-watchdog.conf \
 done
 
 step "system user $NAME (group $NAME, member of gpio)"
-if [ -n "$ROOT" ]; then
-    note "skipped (--root): groupadd --system gpio (if missing); useradd --system $NAME"
-elif getent passwd "$NAME" >/dev/null; then
-    getent group gpio >/dev/null || groupadd --system gpio
-    if id -nG "$NAME" | tr ' ' '\n' | grep -qx gpio; then
-        note "exists"
-    else
-        usermod -a -G gpio "$NAME"
-        note "exists; added to group gpio"
-    fi
-else
-    getent group gpio >/dev/null || { groupadd --system gpio; note "created group gpio"; }
-    useradd --system --user-group --groups gpio --home-dir "$STATE" --no-create-home \
-        --shell /usr/sbin/nologin --comment "Polres 110 station controller" "$NAME"
-    note "created"
-fi
+ps_ensure_user
 
 step "application in $VENV"
 if [ "$SKIP_VENV" = 1 ]; then
-    note "skipped (--skip-venv): $PYTHON -m venv $VENV && $VENV/bin/pip install '${SOURCE}[pi]'"
+    note "skipped (--skip-venv): $PYTHON -m venv --system-site-packages $OPT/venv-<time> && pip install $SOURCE"
 else
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
         || die "$PYTHON is older than 3.11 (set PYTHON=...)"
-    [ -x "$ROOT$VENV/bin/python" ] || "$PYTHON" -m venv "$ROOT$VENV"
-    "$ROOT$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade "${SOURCE}[pi]"
-    note "installed $("$ROOT$VENV/bin/python" -c 'import station; print(station.__version__)')"
+    # From the package index (a checkout implies a network); the Debian package installs the
+    # same way from its wheelhouse, offline. GPIO libraries come from the OS (python3-lgpio).
+    ps_build_venv "$PYTHON" "$(date -u +%Y%m%d%H%M%S)" "$SOURCE"
 fi
-install -d -m 0755 "$ROOT$OPT" "$ROOT$(dirname "$LINK")"
-for doc in README.md firmware/README.md; do
-    [ -f "$SOURCE/$doc" ] || continue
-    install -m 0644 "$SOURCE/$doc" "$ROOT$OPT/$(echo "$doc" | tr / -)"
-done
+install -d -m 0755 "$ROOT$OPT" "$ROOT$(dirname "$LINK")" "$ROOT$DOC"
+# The documents at their repository paths, so that their relative links resolve (as in the
+# Debian package's /usr/share/doc/polres-station).
+(cd "$SOURCE" && for doc in README.md docs/*.md firmware/README.md firmware/config.txt.example \
+        config/station.example.yaml config/mosquitto/*; do
+    [ -f "$doc" ] && install -D -m 0644 "$doc" "$ROOT$DOC/$doc"
+done)
 ln -sfn "$VENV/bin/$NAME" "$ROOT$LINK"
-note "command: $LINK -> $VENV/bin/$NAME"
+note "command: $LINK -> $VENV/bin/$NAME; documents in $DOC"
 
 step "configuration in $ETC"
 install -d -m 0750 "$ROOT$ETC"
-system chown root:"$NAME" "$ETC"
 install -m 0644 "$SOURCE/config/station.example.yaml" "$ROOT$ETC/station.example.yaml"
 CREATED_CONFIG=0
 if [ -e "$ROOT$ETC/station.yaml" ]; then
     note "kept the existing $ETC/station.yaml"
 else
     install -m 0640 "$SOURCE/config/station.example.yaml" "$ROOT$ETC/station.yaml"
-    system chown root:"$NAME" "$ETC/station.yaml"
     CREATED_CONFIG=1
     note "created $ETC/station.yaml from the example: edit it"
 fi
+ps_ensure_dirs
 
 step "systemd unit $UNIT and hardware-watchdog drop-in $DROPIN"
 install -d -m 0755 "$ROOT$(dirname "$UNIT")" "$ROOT$(dirname "$DROPIN")"
@@ -172,57 +160,45 @@ install -m 0644 "$SOURCE/systemd/$NAME.service" "$ROOT$UNIT"
 install -m 0644 "$SOURCE/systemd/$NAME-watchdog.conf" "$ROOT$DROPIN"
 
 step "boot configuration lines in $ETC/boot-config.txt"
-render() {
-    # Into $TMP: the installed CLI, else the installed package, else this checkout with
-    # $PYTHON (when it has PyYAML). Each attempt starts the file afresh.
-    local conf="$ROOT$ETC/station.yaml"
-    if [ -x "$ROOT$VENV/bin/$NAME" ] \
-        && "$ROOT$VENV/bin/$NAME" firmware-config -c "$conf" >"$TMP"; then
-        return 0
-    fi
-    if [ -x "$ROOT$VENV/bin/python" ] \
-        && "$ROOT$VENV/bin/python" -m station.firmware -c "$conf" >"$TMP"; then
-        return 0
-    fi
-    PYTHONPATH="$SOURCE" "$PYTHON" -m station.firmware -c "$conf" >"$TMP" 2>/dev/null
-}
-TMP="$(mktemp "$ROOT$ETC/.boot-config.XXXXXX")"
-trap 'rm -f "$TMP"' EXIT
-if render; then
+if ps_render_boot_lines; then
     note "rendered from $ETC/station.yaml"
 else
-    cp "$SOURCE/firmware/config.txt.example" "$TMP"
+    install -m 0644 "$SOURCE/firmware/config.txt.example" "$ROOT$ETC/boot-config.txt"
     note "could not render (no $NAME installed here): copied firmware/config.txt.example,"
     note "which matches only the example config. After editing station.yaml run:"
     note "  $NAME firmware-config -c $ETC/station.yaml > $ETC/boot-config.txt"
 fi
-chmod 0644 "$TMP"
-mv -f "$TMP" "$ROOT$ETC/boot-config.txt"
-trap - EXIT
 
-step "enabling $NAME.service"
-if [ -n "$ROOT" ] && command -v systemctl >/dev/null; then
-    systemctl --root="$ROOT" --quiet enable "$NAME.service"   # offline: just the symlink
-    note "enabled in $ROOT (offline)"
-else
-    system systemctl daemon-reload
-    system systemctl enable "$NAME.service"
+step "checking $ETC/station.yaml; enabling $NAME.service only when it passes"
+READY=0
+if ps_config_ready; then
+    READY=1
+    ps_render_timesyncd
+    if [ -n "$ROOT" ] && command -v systemctl >/dev/null; then
+        systemctl --root="$ROOT" --quiet enable "$NAME.service"   # offline: just the symlink
+        note "enabled in $ROOT (offline)"
+    else
+        system systemctl daemon-reload
+        system systemctl enable "$NAME.service"
+    fi
+    if [ -z "$ROOT" ]; then
+        systemctl restart "$NAME.service"
+        note "(re)started on the new version (unacknowledged alarms resume)"
+    fi
 fi
-if [ -z "$ROOT" ] && systemctl is-active --quiet "$NAME.service"; then
-    systemctl restart "$NAME.service"
-    note "restarted the running service on the new version (unacknowledged alarms resume)"
-fi
+[ "$SKIP_VENV" = 1 ] || ps_prune_venvs
 
 cat <<EOF
 
-Installed. Next steps (docs: $OPT/README.md, $OPT/firmware-README.md):
+Installed. Next steps (docs: $DOC/README.md, $DOC/firmware/README.md):
 EOF
 n=1
-if [ "$CREATED_CONFIG" = 1 ]; then
+if [ "$CREATED_CONFIG" = 1 ] || [ "$READY" = 0 ]; then
     echo "  $n. Edit $ETC/station.yaml (station id, region, broker, pins, polarity)."; n=$((n + 1))
 fi
 cat <<EOF
   $n. Check it:            sudo $NAME check-config -c $ETC/station.yaml
+     and run this installer again: it enables and starts the service once the check passes.
   $((n + 1)). Render boot lines (again after every pin change):
        sudo $NAME firmware-config -c $ETC/station.yaml | sudo tee $ETC/boot-config.txt
   $((n + 2)). Append them to $BOOT_CONFIG yourself (this script never edits it):

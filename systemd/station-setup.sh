@@ -15,6 +15,7 @@ PS_STATE=/var/lib/$PS_NAME
 PS_UNIT=$PS_NAME.service
 PS_TIMESYNCD=/etc/systemd/timesyncd.conf.d/$PS_NAME.conf
 PS_BOOT_LINES=$PS_ETC/boot-config.txt
+PS_AGAIN=${PS_AGAIN:-"sudo dpkg-reconfigure $PS_NAME"}  # what enables the service once ready
 
 ps_note() { echo "    $*"; }
 ps_warn() { echo "$PS_NAME: $*" >&2; }
@@ -85,15 +86,45 @@ ps_build_venv() {
     "$python" -m venv --system-site-packages "$PS_ROOT$dir"
     "$PS_ROOT$dir/bin/python" -m pip install --quiet --disable-pip-version-check \
         --no-warn-script-location "$@"
-    # Every requirement met, including those the operating system provides (python3-yaml).
-    "$PS_ROOT$dir/bin/python" -m pip check --disable-pip-version-check >/dev/null \
-        || { "$PS_ROOT$dir/bin/python" -m pip check; return 1; }
+    ps_check_requirements "$PS_ROOT$dir/bin/python"
     if [ -d "$PS_ROOT$PS_VENV" ] && [ ! -L "$PS_ROOT$PS_VENV" ]; then
         rm -rf "$PS_ROOT$PS_VENV"  # a venv from an older installer, not a link
     fi
     ln -sfn "venv-$label" "$PS_ROOT$PS_VENV.new"
     mv -Tf "$PS_ROOT$PS_VENV.new" "$PS_ROOT$PS_VENV"
     ps_note "application in $PS_VENV -> venv-$label: $("$PS_ROOT$PS_VENV/bin/$PS_NAME" --version)"
+}
+
+# Every requirement of polres-station met in the venv, transitively, including those the
+# operating system provides (python3-yaml). Not `pip check`: that also judges every unrelated
+# python3-* package of the system, which a venv with system site-packages sees.
+ps_check_requirements() {
+    "$1" - <<'EOF'
+import importlib.metadata as md
+import sys
+from pip._vendor.packaging.requirements import Requirement
+
+unmet, seen, todo = [], set(), ["polres-station"]
+while todo:
+    name = todo.pop()
+    if name in seen:
+        continue
+    seen.add(name)
+    for text in md.requires(name) or []:
+        req = Requirement(text)
+        if req.marker and not req.marker.evaluate({"extra": ""}):
+            continue
+        try:
+            version = md.version(req.name)
+        except md.PackageNotFoundError:
+            unmet.append(f"{req}: not installed")
+            continue
+        if not req.specifier.contains(version, prereleases=True):
+            unmet.append(f"{req}: found {version}")
+        todo.append(req.name)
+if unmet:
+    sys.exit("polres-station: requirements not met in the venv:\n  " + "\n  ".join(unmet))
+EOF
 }
 
 # Remove every venv-* but the current one (after the service restarted on it).
@@ -105,9 +136,16 @@ ps_prune_venvs() {
     done
 }
 
-# The installed command, or nothing when there is no venv yet.
+# The installed command; without a venv (install.sh --skip-venv), the checkout PS_SOURCE run by
+# PS_PYTHON when set; else it fails.
 ps_cli() {
-    [ -x "$PS_ROOT$PS_VENV/bin/$PS_NAME" ] && "$PS_ROOT$PS_VENV/bin/$PS_NAME" "$@"
+    if [ -x "$PS_ROOT$PS_VENV/bin/$PS_NAME" ]; then
+        "$PS_ROOT$PS_VENV/bin/$PS_NAME" "$@"
+    elif [ -n "${PS_SOURCE:-}" ] && [ -n "${PS_PYTHON:-}" ]; then
+        PYTHONPATH="$PS_SOURCE" "$PS_PYTHON" -m station.cli "$@"
+    else
+        return 127
+    fi
 }
 
 # True when check-config accepts the configuration; otherwise say what to edit.
@@ -121,15 +159,16 @@ $PS_NAME: $PS_CONF is not ready, so the service is not enabled or started:
 $(echo "$out" | sed 's/^/    /')
   Edit $PS_CONF (station id and region, broker, TLS files, pins), then:
     sudo $PS_NAME check-config -c $PS_CONF
-    sudo dpkg-reconfigure $PS_NAME    (or: sudo systemctl enable --now $PS_UNIT)
+    $PS_AGAIN
 EOF
     return 1
 }
 
-# Boot-config lines and the timesyncd drop-in rendered from a configuration that passed.
-ps_render_from_config() {
+# Boot-config lines rendered from the configuration into $PS_BOOT_LINES; fails (file left as
+# it was) when the configuration cannot be rendered.
+ps_render_boot_lines() {
     tmp=$(mktemp "$PS_ROOT$PS_ETC/.boot-config.XXXXXX")
-    if ps_cli firmware-config -c "$PS_ROOT$PS_CONF" >"$tmp"; then
+    if ps_cli firmware-config -c "$PS_ROOT$PS_CONF" >"$tmp" 2>/dev/null; then
         chmod 0644 "$tmp"
         mv -f "$tmp" "$PS_ROOT$PS_BOOT_LINES"
         ps_note "boot lines in $PS_BOOT_LINES (append them to /boot/firmware/config.txt)"
@@ -137,6 +176,11 @@ ps_render_from_config() {
         rm -f "$tmp"
         return 1
     fi
+}
+
+# The systemd-timesyncd drop-in from time.ntp_servers (a closed network cannot reach the
+# public pool); timesyncd restarted when it changed.
+ps_render_timesyncd() {
     if ! ps_cli timesync-config --help >/dev/null 2>&1; then
         ps_note "this version has no timesync-config: NTP servers left to the system"
         return 0

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import station_config
+
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "systemd" / "install.sh"
 UNIT = "etc/systemd/system/polres-station.service"
@@ -18,6 +20,7 @@ DROPIN = "etc/systemd/system.conf.d/polres-station-watchdog.conf"
 CONF = "etc/polres-station/station.yaml"
 BOOT = "etc/polres-station/boot-config.txt"
 STATE_DB = "var/lib/polres-station/state.db"
+WANTS = "etc/systemd/system/multi-user.target.wants/polres-station.service"
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
@@ -48,6 +51,12 @@ def snapshot(root: Path) -> dict[str, tuple[int, str]]:
     return out
 
 
+def example_passes() -> bool:
+    return subprocess.run([sys.executable, "-m", "station.cli", "check-config", "-c",
+                           str(REPO / "config/station.example.yaml")],
+                          capture_output=True).returncode == 0
+
+
 def settings(text: str) -> list[str]:
     return [line for line in text.splitlines() if line and not line.startswith("#")]
 
@@ -76,9 +85,8 @@ def test_install_twice_is_idempotent_and_keeps_config(root: Path) -> None:
         (REPO / "firmware/config.txt.example").read_text())
     assert os.readlink(root / "usr/local/bin/polres-station") == (
         "/opt/polres-station/venv/bin/polres-station")
-    if shutil.which("systemctl"):
-        wants = root / "etc/systemd/system/multi-user.target.wants/polres-station.service"
-        assert os.readlink(wants) == "/etc/systemd/system/polres-station.service"
+    # Enabled only once check-config passes (the example's placeholders are refused).
+    assert os.path.lexists(root / WANTS) == example_passes()
     assert not (root / "opt/polres-station/venv").exists()  # --skip-venv
 
     # The technician's edit survives every later run; the boot lines follow it.
@@ -108,7 +116,8 @@ def test_boot_lines_fall_back_to_the_example(root: Path) -> None:
 def test_uninstall_keeps_config_and_state_unless_purged(root: Path) -> None:
     install(root, "--skip-venv")
     (root / CONF).write_text((root / CONF).read_text() + "# edited\n")
-    (root / STATE_DB).parent.mkdir(parents=True)
+    state = (root / STATE_DB).parent
+    assert stat.S_IMODE(state.stat().st_mode) == 0o750  # made by the installer
     (root / STATE_DB).write_bytes(b"SQLite format 3\0")
     kept = (root / CONF).read_text()
 
@@ -134,3 +143,17 @@ def test_usage_errors(root: Path) -> None:
     assert install(root, "--bogus", check=False).returncode == 2
     result = install(root, "--source", str(root), "--skip-venv", check=False)
     assert result.returncode != 0 and "not a polres-station checkout" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemctl") is None, reason="needs systemctl --root")
+def test_enabled_only_once_check_config_passes(root: Path, tmp_path: Path) -> None:
+    first = install(root, "--skip-venv")
+    if not example_passes():
+        assert "is not ready, so the service is not enabled or started" in first.stderr
+        assert "station.yaml" in first.stderr and not os.path.lexists(root / WANTS)
+    ready = station_config(tmp_path, 1883).read_text()  # loopback broker, mock pins
+    (root / CONF).write_text(ready)
+    second = install(root, "--skip-venv")
+    assert "check-config OK" in second.stdout, second.stdout + second.stderr
+    assert os.readlink(root / WANTS) == "/etc/systemd/system/polres-station.service"
+    assert (root / CONF).read_text() == ready
