@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv check test test-fast demo bench clean broker-tools not-a-station deb deb-tools
+.PHONY: venv check test test-fast demo bench clean broker-tools not-a-station deb deb-tools deb-depends
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -47,8 +47,7 @@ check: venv
 	$(BIN)/mypy
 
 # Building and testing the Debian package (this machine only, never the Pi): dpkg-deb, lintian,
-# iproute2 + util-linux (unshare, nsenter) for the throwaway root, and python3-venv/python3-yaml, which the package depends on (installed into the throwaway root
-# from here: it has no network).
+# iproute2 + util-linux (unshare, nsenter) for the throwaway root, python3-venv.
 deb-tools: venv
 	@missing=""; \
 	command -v dpkg-deb >/dev/null 2>&1 || missing="$$missing dpkg-dev"; \
@@ -56,7 +55,6 @@ deb-tools: venv
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	command -v unshare >/dev/null 2>&1 || missing="$$missing util-linux"; \
 	dpkg -s python3-venv >/dev/null 2>&1 || missing="$$missing python3-venv"; \
-	dpkg -s python3-yaml >/dev/null 2>&1 || missing="$$missing python3-yaml"; \
 	test -z "$$missing" || { echo "package tools missing: installing$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }
 
@@ -64,7 +62,15 @@ deb-tools: venv
 deb: deb-tools
 	$(BIN)/python packaging/build_deb.py
 
-test: not-a-station check broker-tools deb-tools
+# The package's Depends on this machine (tests install it into a root without network).
+deb-depends: deb
+	@deb=$$(ls -t dist/polres-station_*_all.deb | head -1); \
+	missing=""; for d in $$(dpkg-deb -f "$$deb" Depends | sed 's/([^)]*)//g; s/,/ /g'); do \
+	  dpkg -s $$d >/dev/null 2>&1 || missing="$$missing $$d"; done; \
+	test -z "$$missing" || { echo "$$deb depends on$$missing: installing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }
+
+test: not-a-station check broker-tools deb-tools deb-depends
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The tests that start no broker (marker `broker`, pytest.ini); a broker start fails loudly here.

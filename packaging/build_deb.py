@@ -204,7 +204,7 @@ def write_wheelhouse(python: str, dest: Path, cache: Path, station_wheel: Path,
         pins.append(f"{station['Name']}=={station['Version']}")
         lines = [f"# {NAME} {station['Version']} for {target.tag}: pip install --no-index "
                  f"--no-deps -r this file",
-                 *(f"# from the operating system: {r} ({OS_PACKAGES[req_name(r)]})"
+                 *(f"# from the operating system ({OS_PACKAGES[req_name(r)]}): {r}"
                    for r in os_reqs), *pins]
         (locks / f"{target.tag}.txt").write_text("\n".join(lines) + "\n")
         used.update(canonical(p.split("==")[0]) for p in pins)
@@ -222,7 +222,7 @@ def install_file(src: Path, dest: Path, mode: int = 0o644) -> None:
     dest.chmod(mode)
 
 
-DOCS = ["README.md", "docs/*.md", "firmware/README.md", "firmware/config.txt.example",
+DOCS = ["README.md", "docs/*", "firmware/README.md", "firmware/config.txt.example",
         "config/station.example.yaml", "config/mosquitto/*", "systemd/*"]
 
 

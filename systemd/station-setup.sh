@@ -104,12 +104,8 @@ import importlib.metadata as md
 import sys
 from pip._vendor.packaging.requirements import Requirement
 
-unmet, seen, todo = [], set(), ["polres-station"]
-while todo:
-    name = todo.pop()
-    if name in seen:
-        continue
-    seen.add(name)
+unmet, todo = [], ["polres-station"]
+for name in todo:  # grows while walked: each distribution once
     for text in md.requires(name) or []:
         req = Requirement(text)
         if req.marker and not req.marker.evaluate({"extra": ""}):
@@ -121,7 +117,8 @@ while todo:
             continue
         if not req.specifier.contains(version, prereleases=True):
             unmet.append(f"{req}: found {version}")
-        todo.append(req.name)
+        if req.name not in todo:
+            todo.append(req.name)
 if unmet:
     sys.exit("polres-station: requirements not met in the venv:\n  " + "\n  ".join(unmet))
 EOF

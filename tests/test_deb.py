@@ -1,6 +1,6 @@
 """The Debian package (`make deb`): wheelhouse complete offline for every target, lintian clean,
 documentation links resolve where it is installed, and a real install → station → upgrade →
-purge with apt-get and dpkg's maintainer scripts in a throwaway root (SPEC §6).
+purge with apt-get and dpkg's maintainer scripts in a throwaway root (docs/BEHAVIOUR.md §6).
 
 The throwaway root: a private mount and network namespace (`unshare -m -n`) holding an overlay of
 / whose writes go to a tmpfs, with proc, /dev and a tmpfs /run; commands run there by nsenter +
@@ -115,8 +115,8 @@ def test_wheelhouse_is_complete_offline(unpacked: Path, target: build_deb.Target
     (station_wheel,) = wheelhouse.glob("polres_station-*.whl")
     requires = build_deb.install_requires(station_wheel)
     lock = (wheelhouse / "locks" / f"{target.tag}.txt").read_text().splitlines()
-    from_os = [m.group(1) for line in lock
-               if (m := re.match(r"# from the operating system: (\S+) \((\S+)\)", line))]
+    from_os = [m.group(2) for line in lock
+               if (m := re.match(r"# from the operating system \((\S+)\): (.+)", line))]
     depends = control(unpacked)["Depends"]
     for req in from_os:
         assert build_deb.OS_PACKAGES[build_deb.req_name(req)] in depends
@@ -264,9 +264,14 @@ def stop(proc: subprocess.Popen[str]) -> str:
     return out
 
 
-def test_install_upgrade_purge_in_a_throwaway_root(debs: tuple[Path, Path],
+def test_install_upgrade_purge_in_a_throwaway_root(debs: tuple[Path, Path], unpacked: Path,
                                                   root: ThrowawayRoot) -> None:
     previous, current = debs
+    depends = re.sub(r"\([^)]*\)", "", control(unpacked)["Depends"]).replace(",", " ").split()
+    missing = [d for d in depends
+               if subprocess.run(["dpkg", "-s", d], capture_output=True).returncode]
+    assert not missing, f"the root has no network: apt-get install {' '.join(missing)} " \
+                        "here first (make deb-depends)"
     old_version = build_deb.deb_version(PREVIOUS)
     new_version = current.name.split("_")[1]
     # No network in here: apt can only use what the machine already has.
