@@ -123,7 +123,8 @@ ps_ensure_user
 
 step "application in $VENV"
 if [ "$SKIP_VENV" = 1 ]; then
-    note "skipped (--skip-venv): $PYTHON -m venv --system-site-packages $OPT/venv-<time> && pip install $SOURCE"
+    note "skipped (--skip-venv): $PYTHON -m venv --system-site-packages $OPT/venv-<time>" \
+        "&& pip install $SOURCE"
 else
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
         || die "$PYTHON is older than 3.11 (set PYTHON=...)"
