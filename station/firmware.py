@@ -105,7 +105,8 @@ def render_watchdog_dropin() -> str:
     lines = [
         *_comment("Polres 110 station: systemd feeds the Raspberry Pi hardware watchdog."),
         *_comment(f"Installed as {WATCHDOG_DROPIN_PATH} by the Debian package or"
-                  f" systemd/install.sh; needs dtparam=watchdog=on in {BOOT_CONFIG_PATH}; active after a reboot."),
+                  f" systemd/install.sh; needs dtparam=watchdog=on in {BOOT_CONFIG_PATH};"
+                  " active after a reboot."),
         *_comment(f"If the kernel or systemd hangs, the Pi resets after {RUNTIME_WATCHDOG_S} s"
                   " (the hardware maximum is about 15 s). The station's own WatchdogSec=30"
                   " only restarts the service."),
