@@ -7,7 +7,7 @@ debounce and holds, self-test, siren feedback) are deadlines: the shell asks
 ``next_deadline()`` and feeds a ``Tick`` when it passes.
 
 >>> m = Machine(AlarmConfig())
->>> d = m.handle(NewComplaint("110-1", Priority.URGENT, received_at=0.0), now=0.001)
+>>> d = m.handle(NewComplaint("110-1", Priority.URGENT), now=0.001)
 >>> d.outputs.beacon, str(d.events[0].type)
 (True, 'alerting')
 """
@@ -19,7 +19,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 from .config import AlarmConfig, Pattern
 from .protocol import (
-    AckMethod, ButtonState, EventType, Fault, Priority, SelfTestResult, Trigger,
+    AckMethod, ButtonState, Complaint, EventType, Fault, Priority, SelfTestResult, Trigger,
 )
 
 RANK = {p: i for i, p in enumerate(Priority)}  # 0 = highest
@@ -48,13 +48,20 @@ OFF = Outputs()
 
 @dataclass(frozen=True)
 class NewComplaint:
-    """A valid complaint with an id not seen before (the shell checks duplicates)."""
+    """A valid complaint with an id not seen before (the shell checks duplicates).
+
+    The relay latency is not the machine's to measure: it does not drive the relays. The shell
+    measures it once, after switching them, for the ``alerting`` event and the history.
+    """
 
     complaint_id: str
     priority: Priority = Priority.NORMAL
-    received_at: float = 0.0          # monotonic time the message came in
     category: str | None = None
     reported_at: str | None = None
+
+    @classmethod
+    def from_complaint(cls, c: Complaint) -> NewComplaint:
+        return cls(c.id, c.priority, category=c.category, reported_at=c.reported_at)
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,6 @@ class ResumedAlarm:
     silenced: bool = False
     category: str | None = None
     reported_at: str | None = None
-    relay_latency_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +150,6 @@ class AlarmRecord:
     silenced: bool = False
     category: str | None = None
     reported_at: str | None = None
-    relay_latency_ms: float | None = None
     acked_at: float | None = None
     ack_method: AckMethod | None = None
     ack_by: str | None = None
@@ -172,14 +177,12 @@ class _Alarm:
     next_reminder_at: float | None = None
     category: str | None = None
     reported_at: str | None = None
-    relay_latency_ms: float | None = None
 
     def record(self, **changes: Any) -> AlarmRecord:
         base: dict[str, Any] = dict(
             complaint_id=self.complaint_id, priority=self.priority, state=AlarmState.ACTIVE,
             alerted_at=self.alerted_at, escalated=self.escalated, silenced=self.silenced,
-            category=self.category, reported_at=self.reported_at,
-            relay_latency_ms=self.relay_latency_ms)
+            category=self.category, reported_at=self.reported_at)
         return AlarmRecord(**{**base, **changes})
 
 
@@ -322,11 +325,9 @@ class Machine:
         priority = c.priority if c.priority in RANK else Priority.NORMAL
         alarm = _Alarm(c.complaint_id, priority, alerted_at=now,
                        sounding_until=now + self.config.siren_max_s, category=c.category,
-                       reported_at=c.reported_at,
-                       relay_latency_ms=round(max(0.0, now - c.received_at) * 1000, 3))
+                       reported_at=c.reported_at)
         self._alarms[c.complaint_id] = alarm
-        p.emit(EventType.ALERTING, complaint_id=c.complaint_id, priority=priority,
-               relay_latency_ms=alarm.relay_latency_ms)
+        p.emit(EventType.ALERTING, complaint_id=c.complaint_id, priority=priority)
         p.records.append(alarm.record())
         p.changed = True
 
@@ -335,8 +336,7 @@ class Machine:
         alerted = now - age
         a = _Alarm(r.complaint_id, r.priority if r.priority in RANK else Priority.NORMAL, alerted,
                    sounding_until=None, escalated=r.escalated, silenced=r.silenced,
-                   category=r.category, reported_at=r.reported_at,
-                   relay_latency_ms=r.relay_latency_ms)
+                   category=r.category, reported_at=r.reported_at)
         if not (r.escalated or r.silenced) and age < self.config.siren_max_s:
             a.sounding_until = alerted + self.config.siren_max_s
         else:

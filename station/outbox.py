@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from .errors import StorageError
@@ -337,8 +337,12 @@ class Outbox:
 
 
 def _last_per_id(rows: list[AlarmRow]) -> list[AlarmRow]:
-    """The newest row per complaint (one decision may update an alarm twice)."""
+    """The newest row per complaint (one decision may update an alarm twice), keeping the
+    relay latency of the first row that carries it (it is stored once, see ``AlarmRow``)."""
     latest: dict[str, AlarmRow] = {}
     for r in rows:
+        first = latest.get(r.complaint_id)
+        if first is not None and first.relay_latency_ms is not None:
+            r = replace(r, relay_latency_ms=first.relay_latency_ms)
         latest[r.complaint_id] = r
     return list(latest.values())

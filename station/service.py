@@ -11,11 +11,7 @@ import gc
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 import queue
-import sqlite3
 import threading
 import time
 import uuid
@@ -26,8 +22,8 @@ from typing import Any, Callable
 
 from . import __version__, reporting, signing
 from .alarms import (
-    AckCommand, AlarmState, ButtonEdge, Decision, FaultChange, FeedbackEdge, Input, Machine,
-    NewComplaint, Outputs, ResumedAlarm, SelfTestCommand, SilenceCommand, Tick,
+    AckCommand, ButtonEdge, Decision, FaultChange, FeedbackEdge, Input, Machine,
+    NewComplaint, Outputs, SelfTestCommand, SilenceCommand, Tick,
 )
 from .config import Config
 from .errors import HardwareError
@@ -39,8 +35,7 @@ from .protocol import (
     Command, CommandName, Complaint, EventType, Fault, OfflineReason, Rejection, RejectReason,
     Topics, Trigger, encode, event, offline_status, parse_command, parse_complaint, rfc3339,
 )
-from .errors import StorageError
-from .store import SIDE_FILES, AlarmRow, CorruptDatabase, SeenFilter, Store
+from .store import AlarmRow, SeenFilter, Store, open_state, temporary_copy_path
 
 log = logging.getLogger("station")
 
@@ -111,7 +106,6 @@ class Station:
         self.link: Link | None = None
         self.last_events: list[dict[str, Any]] = []   # for local views (demo)
         self._db_path = config.storage.path            # a temporary copy if that is unusable
-        self._startup_faults: list[tuple[Fault, str]] = []
         self._complaint_gate, self._command_gate = signing.gates_for(config.security)
         self._signed_cmd_ids: OrderedDict[str, None] = OrderedDict()   # replays of this process
 
@@ -120,7 +114,10 @@ class Station:
     def start(self) -> None:
         """Open the store, set up GPIO (outputs off), resume alarms, start the link."""
         cfg = self.config
-        self.store = self._open_main_store()
+        opened = open_state(cfg.storage.path,
+                            temporary_copy_path(cfg.station.id, cfg.storage.path),
+                            lambda path: self._open_store(path=path))
+        self.store, self._db_path = opened.store, opened.store.path
         self.hardware = Hardware(cfg.gpio, pin_factory=self._pin_factory,
                                  on_button=self._edge_button, on_feedback=self._edge_feedback,
                                  clock=self._clock)
@@ -134,8 +131,8 @@ class Station:
                              can_prune=lambda: self._synced, wake_s=self._wake_s)
         self.outbox.start()
         threading.Thread(target=self._load_seen_filter, name="seen-filter", daemon=True).start()
-        for fault, detail in self._startup_faults:
-            self._decide(FaultChange(fault, True, detail), now)
+        if opened.fault is not None:
+            self._decide(FaultChange(Fault.STORAGE, True, opened.fault), now)
         self._resume(now)
         self._check_clock(now)
         self.link = Link(cfg.broker, self.topics, client_id=cfg.station.id, sink=self._inbox.put,
@@ -324,7 +321,7 @@ class Station:
         self._remember(parsed.id)
         reporting.redact(parsed.summary)   # never to Sentry, even inside an error message
         log.debug("complaint %s summary: %s", parsed.id, parsed.summary)
-        self._decide(_new_complaint(parsed, msg.received_at), now, inbound=msg,
+        self._decide(NewComplaint.from_complaint(parsed), now, inbound=msg,
                      seen=[(parsed.id, self._wall())])
 
     def _remote_command(self, msg: Inbound, now: float) -> None:
@@ -419,14 +416,23 @@ class Station:
         assert self.hardware is not None
         gpio_error = self._drive(d.outputs)       # relays before anything touches a disk
         relay_at = self._clock()
+        # Measured once, here (message in → relays switched): the `alerting` event and the
+        # history carry this one figure, and the store never overwrites it.
+        latency = (None if inbound is None
+                   else round(max(0.0, relay_at - inbound.received_at) * 1000, 3))
+        alerted: set[str] = set()
         events, lines = [], []
         for e in d.events:
             fields = dict(e.fields)
-            if e.type == EventType.ALERTING and inbound is not None:
-                fields["relay_latency_ms"] = round((relay_at - inbound.received_at) * 1000, 3)
+            if e.type == EventType.ALERTING:
+                fields["relay_latency_ms"] = latency
+                alerted.add(fields["complaint_id"])
             events.append(self._envelope(e.type, fields))
             lines.append((e.type, fields))
-        rows = [self._row(r, relay_at, inbound) for r in d.records]
+        rows = [AlarmRow.from_record(r, to_wall=self._to_wall,
+                                     relay_latency_ms=latency if r.complaint_id in alerted
+                                     else None)
+                for r in d.records]
         acks = [_ack_of(inbound)] if inbound is not None else []
         if events or rows or acks or seen:
             self._write(Write(seen=seen or [], alarms=rows, events=events, acks=acks))
@@ -476,17 +482,6 @@ class Station:
                     wall=self._wall(), clock_synced=self._synced)
         self.last_events = (self.last_events + [doc])[-20:]
         return doc
-
-    def _row(self, r: Any, relay_at: float, inbound: Inbound | None) -> AlarmRow:
-        latency = r.relay_latency_ms
-        if inbound is not None and r.state == AlarmState.ACTIVE and r.acked_at is None:
-            latency = round((relay_at - inbound.received_at) * 1000, 3)
-        return AlarmRow(
-            complaint_id=r.complaint_id, priority=r.priority, category=r.category,
-            reported_at=r.reported_at, state=r.state, alerted_at=self._to_wall(r.alerted_at),
-            relay_latency_ms=latency, escalated=r.escalated, silenced=r.silenced,
-            acked_at=None if r.acked_at is None else self._to_wall(r.acked_at),
-            ack_method=r.ack_method, ack_by=r.ack_by, ack_latency_ms=r.ack_latency_ms)
 
     def _to_wall(self, mono: float) -> float:
         return self._wall() - (self._clock() - mono)
@@ -612,79 +607,11 @@ class Station:
         with self._open_store(check=False) as s:
             return s.bump_session()
 
-    def _open_store(self, check: bool = True) -> Store:
+    def _open_store(self, check: bool = True, path: Path | None = None) -> Store:
         cfg = self.config
-        return Store(self._db_path, seen_ids_max=cfg.alarm.seen_ids_max,
+        return Store(path or self._db_path, seen_ids_max=cfg.alarm.seen_ids_max,
                      seen_ids_days=cfg.alarm.seen_ids_days, outbox_max=cfg.storage.outbox_max,
                      check=check)
-
-    def _open_main_store(self) -> Store:
-        """The configured database; if it cannot be written (read-only filesystem, wrong owner,
-        full at creation) a temporary copy, so the room still alarms: a ``storage`` fault says
-        so. A corrupt database is never replaced (``CorruptDatabase``: exit 74)."""
-        try:
-            store = self._open_store()
-        except CorruptDatabase:
-            raise
-        except StorageError as e:
-            return self._open_fallback(e)
-        self._adopt_fallback(store)
-        return store
-
-    def _fallback_path(self) -> Path:
-        base = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or tempfile.gettempdir()
-        return Path(base) / f"polres-station-{self.config.station.id}" / self._db_path.name
-
-    def _open_fallback(self, error: StorageError) -> Store:
-        src, dst = self._db_path, self._fallback_path()
-        fresh = copied = False
-        if not dst.exists():            # else: the copy a previous run of this boot used
-            dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            try:
-                shutil.copyfile(src, f"{dst}.part")
-                wal = Path(f"{src}-wal")
-                if wal.exists():
-                    shutil.copyfile(wal, f"{dst}-wal")
-                os.replace(f"{dst}.part", dst)
-                copied = True
-            except OSError as e:
-                log.error("%s: cannot read the state database either (%s): starting on an "
-                          "empty temporary database, HQ will be asked to re-send", src, e)
-                fresh = True
-        self._db_path = dst
-        try:
-            store = self._open_store()
-            if fresh:
-                store.set_meta("resync_pending", "1")
-            elif copied:
-                store.mark_copy_of(src)
-        except StorageError:
-            self._db_path = src
-            raise error from None
-        detail = (f"{error}; running on a temporary copy {dst} — records made now are lost "
-                  f"at reboot unless the state directory is repaired and the service restarted")
-        log.error("storage: %s", detail)
-        self._startup_faults.append((Fault.STORAGE, detail[:500]))
-        return store
-
-    def _adopt_fallback(self, store: Store) -> None:
-        """The state directory is usable again: take over what a temporary copy recorded
-        since (it began as a copy of this database, which could not change meanwhile)."""
-        path = self._fallback_path()
-        if path == self._db_path or not path.exists():
-            return
-        try:
-            if not store.take_over(path):
-                log.warning("%s: a temporary copy %s exists but does not continue this "
-                            "database; left for audit", self._db_path, path)
-                return
-            log.warning("%s: took over the records of the temporary copy %s",
-                        self._db_path, path)
-        except (StorageError, OSError, sqlite3.Error) as e:
-            log.error("%s: cannot take over the temporary copy %s: %s", self._db_path, path, e)
-            return
-        for suffix in ("", *SIDE_FILES):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
     def _resume(self, now: float) -> None:
         assert self.store is not None and self.machine is not None
@@ -692,22 +619,14 @@ class Station:
         rows = self.store.active_alarms()
         if not rows:
             return
-        resumed = [ResumedAlarm(r.complaint_id, r.priority, age_s=max(0.0, wall - r.alerted_at),
-                                escalated=r.escalated, silenced=r.silenced, category=r.category,
-                                reported_at=r.reported_at, relay_latency_ms=r.relay_latency_ms)
-                   for r in rows]
         for r in rows:
             self._remember(r.complaint_id)
-        self._apply(self.machine.resume(resumed, now))
+        self._apply(self.machine.resume([r.resumed(wall) for r in rows], now))
 
 
 def _ack_of(msg: Inbound) -> tuple[int, int, int]:
     return (msg.mid, msg.qos, msg.generation)
 
-
-def _new_complaint(c: Complaint, received_at: float) -> NewComplaint:
-    return NewComplaint(c.id, c.priority, received_at=received_at, category=c.category,
-                        reported_at=c.reported_at)
 
 
 def _loggable(fields: dict[str, Any]) -> str:

@@ -20,16 +20,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from enum import StrEnum
-from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
-from .alarms import AlarmState
+from .alarms import AlarmRecord, AlarmState, ResumedAlarm
 from .errors import StorageError
 from .protocol import AckMethod, Priority
 
@@ -110,7 +112,11 @@ class CorruptDatabase(StorageError):
 
 @dataclass(frozen=True)
 class AlarmRow:
-    """One alarm, active or in history. Times ``*_at`` (float) are wall-clock epoch seconds."""
+    """One alarm, active or in history. Times ``*_at`` (float) are wall-clock epoch seconds.
+
+    ``relay_latency_ms`` is stored once, by the first row of an alarm that carries it (the
+    shell's one measurement, also in the ``alerting`` event); a later row never changes it.
+    """
 
     complaint_id: str
     priority: Priority
@@ -135,6 +141,24 @@ class AlarmRow:
             object.__setattr__(self, "ack_method",
                                _member(AckMethod, self.ack_method, "ack_method"))
 
+    @classmethod
+    def from_record(cls, r: AlarmRecord, *, to_wall: Callable[[float], float],
+                    relay_latency_ms: float | None = None) -> AlarmRow:
+        """The machine's snapshot (monotonic times, mapped by ``to_wall``) as a row."""
+        return cls(
+            complaint_id=r.complaint_id, priority=r.priority, category=r.category,
+            reported_at=r.reported_at, state=r.state, alerted_at=to_wall(r.alerted_at),
+            relay_latency_ms=relay_latency_ms, escalated=r.escalated, silenced=r.silenced,
+            acked_at=None if r.acked_at is None else to_wall(r.acked_at),
+            ack_method=r.ack_method, ack_by=r.ack_by, ack_latency_ms=r.ack_latency_ms)
+
+    def resumed(self, wall: float) -> ResumedAlarm:
+        """This (active) alarm for the machine after a restart at wall time ``wall``."""
+        return ResumedAlarm(self.complaint_id, self.priority,
+                            age_s=max(0.0, wall - self.alerted_at), escalated=self.escalated,
+                            silenced=self.silenced, category=self.category,
+                            reported_at=self.reported_at)
+
 
 def _member(kind: type[_E], value: str, what: str) -> _E:
     try:
@@ -156,8 +180,11 @@ class OutboxRow:
 ALARM_COLUMNS = tuple(f.name for f in fields(AlarmRow))
 _ALARM_SELECT = f"SELECT {', '.join(ALARM_COLUMNS)} FROM alarms"
 _ALARM_UPSERT = (
-    f"INSERT OR REPLACE INTO alarms ({', '.join(ALARM_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(ALARM_COLUMNS))})"
+    f"INSERT INTO alarms ({', '.join(ALARM_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(ALARM_COLUMNS))}) ON CONFLICT (complaint_id) DO UPDATE SET "
+    + ", ".join("relay_latency_ms = coalesce(alarms.relay_latency_ms, excluded.relay_latency_ms)"
+                if c == "relay_latency_ms" else f"{c} = excluded.{c}"
+                for c in ALARM_COLUMNS if c != "complaint_id")
 )
 
 
@@ -721,3 +748,87 @@ class SeenFilter:
         h = hash(complaint_id) & 0xFFFF_FFFF_FFFF_FFFF
         h1, h2 = h & 0xFFFF_FFFF, (h >> 32) | 1      # double hashing; odd step
         return [(h1 + i * h2) & self._mask for i in range(self._hashes)]
+
+
+# --- the state directory unusable: a temporary copy ---------------------------------------------
+
+def temporary_copy_path(station_id: str, db_path: Path) -> Path:
+    """Where the temporary copy of ``db_path`` lives: systemd's ``RUNTIME_DIRECTORY`` (the unit
+    keeps it across restarts in one boot), else the system's temporary directory."""
+    base = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or tempfile.gettempdir()
+    return Path(base) / f"polres-station-{station_id}" / db_path.name
+
+
+@dataclass(frozen=True)
+class Opened:
+    """The station's main store, as :func:`open_state` found it."""
+
+    store: Store
+    fault: str | None = None           # set when running on a temporary copy: a storage fault
+
+
+def open_state(path: Path, copy: Path, open_at: Callable[[Path], Store]) -> Opened:
+    """The database at ``path``; if it cannot be written (read-only filesystem, wrong owner,
+    full at creation) the temporary ``copy`` of it, so the room still alarms, with the fault
+    to report. A usable ``path`` first takes over what an earlier ``copy`` recorded since.
+    ``open_at(p)`` opens a Store at ``p`` with the caller's options.
+
+    Raises :class:`CorruptDatabase` for a corrupt database (never replaced) and the original
+    ``StorageError`` if the copy cannot be opened either.
+    """
+    try:
+        store = open_at(path)
+    except CorruptDatabase:
+        raise
+    except StorageError as error:
+        return _open_copy(path, copy, open_at, error)
+    _adopt_copy(store, copy)
+    return Opened(store)
+
+
+def _open_copy(src: Path, dst: Path, open_at: Callable[[Path], Store],
+               error: StorageError) -> Opened:
+    fresh = copied = False
+    if not dst.exists():            # else: the copy a previous run of this boot used
+        dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(src, f"{dst}.part")
+            wal = Path(f"{src}-wal")
+            if wal.exists():
+                shutil.copyfile(wal, f"{dst}-wal")
+            os.replace(f"{dst}.part", dst)
+            copied = True
+        except OSError as e:
+            log.error("%s: cannot read the state database either (%s): starting on an "
+                      "empty temporary database, HQ will be asked to re-send", src, e)
+            fresh = True
+    try:
+        store = open_at(dst)
+        if fresh:
+            store.set_meta("resync_pending", "1")
+        elif copied:
+            store.mark_copy_of(src)
+    except StorageError:
+        raise error from None
+    detail = (f"{error}; running on a temporary copy {dst} — records made now are lost "
+              f"at reboot unless the state directory is repaired and the service restarted")
+    log.error("storage: %s", detail)
+    return Opened(store, detail[:500])
+
+
+def _adopt_copy(store: Store, copy: Path) -> None:
+    """The state directory is usable again: take over what a temporary copy recorded since
+    (it began as a copy of this database, which could not change meanwhile)."""
+    if copy == store.path or not copy.exists():
+        return
+    try:
+        if not store.take_over(copy):
+            log.warning("%s: a temporary copy %s exists but does not continue this "
+                        "database; left for audit", store.path, copy)
+            return
+        log.warning("%s: took over the records of the temporary copy %s", store.path, copy)
+    except (StorageError, OSError, sqlite3.Error) as e:
+        log.error("%s: cannot take over the temporary copy %s: %s", store.path, copy, e)
+        return
+    for suffix in ("", *SIDE_FILES):
+        Path(f"{copy}{suffix}").unlink(missing_ok=True)

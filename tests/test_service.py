@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from helpers import REGION, STATION, HQ, Mosquitto, station_config, wait_for
+from station.store import Store
 
 ENVELOPE = {"v", "type", "event_id", "seq", "station", "region", "at", "clock_synced"}
 
@@ -52,6 +53,35 @@ def test_button_press_acks_and_switches_off_bounce_does_not(broker, hq, tmp_path
     assert not s.relay_on("siren") and not s.relay_on("beacon")
     alert = hq.of_type("alerting")[0]
     assert ack["seq"] == alert["seq"] + 1
+
+
+def test_history_keeps_the_alerting_relay_latency_after_the_ack(broker, hq, tmp_path,
+                                                               start_station):
+    """An audit trail: the history's relay_latency_ms is the alerting event's, forever (an ack
+    or an escalation once overwrote it with another figure)."""
+    s = start_station(station_config(tmp_path, broker.port))
+    hq.wait_status(lambda d: d["state"] == "online")
+
+    def stored() -> float | None:
+        with Store(s.config.storage.path, readonly=True) as store:
+            row = store.alarm("lat-1")
+        return None if row is None else row.relay_latency_ms
+
+    hq.complaint("lat-1", priority="urgent")
+    alert = hq.wait_event("alerting", complaint_id="lat-1")[0]
+    assert alert["relay_latency_ms"] is not None
+    wait_for(lambda: stored() is not None, 5, what="alarm row stored")
+    assert stored() == alert["relay_latency_ms"]
+    s.press(0.1)
+    hq.wait_event("ack", complaint_id="lat-1")
+    wait_for(lambda: _acked(s.config.storage.path, "lat-1"), 5, what="ack stored")
+    assert stored() == alert["relay_latency_ms"]
+
+
+def _acked(path, cid: str) -> bool:
+    with Store(path, readonly=True) as store:
+        row = store.alarm(cid)
+    return row is not None and row.state == "acked"
 
 
 def test_duplicates_and_bad_messages_never_alarm(broker, hq, tmp_path, start_station):

@@ -274,6 +274,16 @@ def test_active_alarms_history_and_upsert(store: Store) -> None:
     assert [a.complaint_id for a in store.history(since=20.0)] == ["c", "b"]
 
 
+def test_relay_latency_is_stored_once(store: Store) -> None:
+    store.commit(alarms=[alarm("a", 10.0, relay_latency_ms=0.6)])
+    store.commit(alarms=[alarm("a", 10.0, escalated=True)])                 # no figure
+    store.commit(alarms=[alarm("a", 10.0, state="acked", relay_latency_ms=0.1, acked_at=12.0,
+                               ack_method="button", ack_latency_ms=2000.0)])  # another figure
+    row = store.alarm("a")
+    assert row is not None and row.state == "acked" and row.escalated is False
+    assert row.relay_latency_ms == 0.6
+
+
 def test_alarm_row_validates() -> None:
     with pytest.raises(ValueError):
         alarm("x", 1.0, state="sounding")
