@@ -80,7 +80,7 @@ test-fast: check
 demo: venv
 	$(BIN)/polres-station demo
 
-# Performance figures (docs/PERFORMANCE.md) (~11 min; its own mosquitto on a free port): bench/results.json, the table,
+# Performance figures (~11 min; its own mosquitto on a free port): bench/results.json, the table,
 # docs/PERFORMANCE.md. BENCH_ARGS=--quick: ~45 s, into bench/.work/results-quick.json.
 bench: venv broker-tools
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -2,7 +2,7 @@
 so it must describe what the station really sends and accepts (docs/INTERFACE.md).
 
 - The document hangs together: AsyncAPI 3.0, every ``$ref`` resolves, every event type, reject
-  reason and priority of ``station.protocol`` / ``station.config`` is in it.
+  reason, priority, fault and the other fixed sets of ``station.protocol`` is in it.
 - What a real station publishes on a real mosquitto — every event type, status, presence
   (birth, clean stop, last will) — validates against its schema.
 - Complaints and commands: the schema accepts exactly what ``protocol.parse_complaint`` /
@@ -110,6 +110,17 @@ def test_every_fixed_set_of_the_code_is_in_the_schemas() -> None:
     reasons = set(SCHEMAS["RejectedEvent"]["allOf"][1]["properties"]["reason"]["enum"])
     assert {str(r) for r in protocol.RejectReason} <= reasons
     assert SCHEMAS["Priority"]["enum"] == list(protocol.Priority)
+    fields = {t: SCHEMAS[EVENT_SCHEMA[t]]["allOf"][1]["properties"] for t in ("ack", "selftest")}
+    assert set(fields["ack"]["method"]["enum"]) == {str(m) for m in protocol.AckMethod}
+    assert set(fields["selftest"]["trigger"]["enum"]) == {str(t) for t in protocol.Trigger}
+    assert set(fields["selftest"]["result"]["enum"]) == {str(r) for r in protocol.SelfTestResult}
+    status = SCHEMAS["Status"]["properties"]
+    assert set(status["button"]["enum"]) == {str(b) for b in protocol.ButtonState}
+    presence = SCHEMAS["Presence"]["properties"]
+    assert set(presence["state"]["enum"]) == {str(s) for s in protocol.StationState}
+    assert set(presence["reason"]["enum"]) == {str(r) for r in protocol.OfflineReason}
+    described = SCHEMAS["FaultFields"]["properties"]["fault"]["description"]
+    assert all(str(f) in described for f in protocol.Fault)
     assert SCHEMAS["Id"]["pattern"] == protocol.ID_RE.pattern
     assert SCHEMAS["Name"]["pattern"] == protocol.NAME_RE.pattern
     for cmd in protocol.COMMANDS:
