@@ -82,6 +82,14 @@ ps_build_venv() {
     shift 2
     dir=$PS_OPT/venv-$label
     install -d -m 0755 "$PS_ROOT$PS_OPT"
+    # The same label again (dpkg-reconfigure, a reinstall): the running service uses that venv;
+    # keep it when it is complete rather than delete it under the service.
+    if [ "$(readlink "$PS_ROOT$PS_VENV" 2>/dev/null)" = "venv-$label" ] \
+        && ps_check_requirements "$PS_ROOT$dir/bin/python" 2>/dev/null; then
+        ps_note "application in $PS_VENV -> venv-$label: kept" \
+            "($("$PS_ROOT$PS_VENV/bin/$PS_NAME" --version))"
+        return 0
+    fi
     rm -rf "$PS_ROOT$dir"
     "$python" -m venv --system-site-packages "$PS_ROOT$dir"
     "$PS_ROOT$dir/bin/python" -m pip install --quiet --disable-pip-version-check \

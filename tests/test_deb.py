@@ -242,6 +242,7 @@ gpio:
   beacon: {{pin: 27, active_high: true}}
   ack_button: {{pin: 22, pull_up: true, bounce_ms: 50}}
 heartbeat: {{interval_s: 30}}
+time: {{ntp_servers: [10.20.0.123, ntp1.polri.test]}}
 """
 
 
@@ -282,8 +283,11 @@ def test_install_upgrade_purge_in_a_throwaway_root(debs: tuple[Path, Path], unpa
     out = root.run(f"apt-get install -y -q --no-install-recommends {previous}")
     transcript("apt-get install (previous build, example config)", out)
     assert f"Setting up {NAME} ({old_version})" in out
-    assert "is not ready, so the service is not enabled or started" in out or \
-        "check-config OK" in out  # the example is refused once check-config knows placeholders
+    # the example's placeholders are refused: not enabled, and the message names what to edit
+    assert "is not ready, so the service is not enabled or started" in out, out
+    assert "broker.host" in out and f"Edit {CONF}" in out
+    root.run(f"! test -e /etc/systemd/system/multi-user.target.wants/{NAME}.service")
+    root.run("! test -e /etc/systemd/timesyncd.conf.d/polres-station.conf")
     assert root.run(f"{NAME} --version").split() == [NAME, PREVIOUS]
     assert root.run(f"dpkg-query -W -f='${{Version}}' {NAME}") == old_version
     ids = root.run(f"id {NAME}")
@@ -310,6 +314,12 @@ def test_install_upgrade_purge_in_a_throwaway_root(debs: tuple[Path, Path], unpa
         assert "OK" in out
         out = root.run(f"{NAME} firmware-config -c {CONF}")
         assert "gpio=5=op,dh" in out, out
+        # the step the install message gives once the config passes
+        out = root.run(f"dpkg-reconfigure {NAME}")
+        transcript("dpkg-reconfigure", out)
+        assert "check-config OK" in out, out
+        assert f"venv-{old_version}: kept" in out, out  # not deleted under a running service
+        root.run(f"test -L /etc/systemd/system/multi-user.target.wants/{NAME}.service")
 
         events = root.popen("mosquitto_sub", "-p", str(port), "-W", "40",
                             "-t", f"polri/110/station/{STATION}/events")
@@ -350,6 +360,8 @@ def test_install_upgrade_purge_in_a_throwaway_root(debs: tuple[Path, Path], unpa
         out = root.run(f"{NAME} status -c {CONF}")
         assert "active alarms: 1" in out and "110-deb-1" in out, out
         root.run("test -f /etc/polres-station/boot-config.txt")
+        timesyncd = root.run("cat /etc/systemd/timesyncd.conf.d/polres-station.conf")
+        assert "NTP=10.20.0.123 ntp1.polri.test" in timesyncd.splitlines(), timesyncd
 
         station = start_station(root)
         # the retained status of the new version replaces the old one
@@ -357,9 +369,13 @@ def test_install_upgrade_purge_in_a_throwaway_root(debs: tuple[Path, Path], unpa
         while version != _station_wheel_version(current) and time.monotonic() < deadline:
             doc = root.run(f"mosquitto_sub -p {port} -C 1 -W 2 -t "
                            f"polri/110/station/{STATION}/status", check=False)
-            version = json.loads(doc).get("version") if doc.startswith("{") else None
+            status_doc = json.loads(doc) if doc.startswith("{") else {}
+            version = status_doc.get("version")
             time.sleep(0.3)
         assert version == _station_wheel_version(current)
+        # the unacknowledged alarm resumed on the new version
+        assert status_doc["alarms"]["active"] == 1, status_doc
+        assert "110-deb-1" in json.dumps(status_doc["alarms"].get("list", [])), status_doc
         stop(station)
     finally:
         broker.kill()
@@ -373,7 +389,8 @@ def test_install_upgrade_purge_in_a_throwaway_root(debs: tuple[Path, Path], unpa
     out = root.run(f"apt-get purge -y -q {NAME}")
     transcript("apt-get purge", out)
     root.run(f"! test -e /etc/{NAME} && ! test -e {STATE} && ! getent passwd {NAME} "
-             f"&& ! getent group {NAME} && getent group gpio >/dev/null")
+             f"&& ! getent group {NAME} && getent group gpio >/dev/null "
+             f"&& ! test -e /etc/systemd/timesyncd.conf.d/{NAME}.conf")
     root.run(f"! test -e /etc/systemd/system/multi-user.target.wants/{NAME}.service")
 
 
