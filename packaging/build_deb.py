@@ -18,6 +18,7 @@ import argparse
 import email.parser
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -96,7 +97,7 @@ def pip_env() -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
+def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, text=True, **kw)
 
 
@@ -244,6 +245,46 @@ def stage_docs(root: Path, version: str) -> None:
             gz.write(changelog.encode())
 
 
+def manual_page(python: str, version: str) -> bytes:
+    """polres-station(1), gzipped: the command's own --help (so it cannot drift from the code),
+    the files the package installs, and where the full documents are."""
+    help_text = run([python, "-m", "station.cli", "--help"], cwd=REPO, capture_output=True,
+                    env={**os.environ, "COLUMNS": "80"}, check=True).stdout
+
+    def roff(line: str) -> str:
+        line = line.replace("\\", "\\e").replace("-", "\\-")
+        return "\\&" + line if line.startswith((".", "'")) else line
+
+    date = time.strftime("%Y-%m-%d", time.gmtime(source_date()))
+    page = "\n".join([
+        f'.TH POLRES-STATION 1 "{date}" "{NAME} {version}" "Polres 110"',
+        ".SH NAME",
+        "polres-station \\- Polres Call Center 110 station controller",
+        ".SH SYNOPSIS",
+        ".B polres-station",
+        ".I COMMAND",
+        "[\\fIoptions\\fR]",
+        ".SH DESCRIPTION",
+        "Hears complaints over MQTT, sounds a siren and a beacon until the operator presses the",
+        "acknowledge button, and reports upstream. Each command has its own \\fB\\-\\-help\\fR.",
+        ".PP",
+        ".nf",
+        *(roff(line) for line in help_text.splitlines()),
+        ".fi",
+        ".SH FILES",
+        f".TP\n/etc/{NAME}/station.yaml\nthe configuration (check it with \\fBcheck\\-config\\fR)",
+        f".TP\n/var/lib/{NAME}/state.db\nalarm history and outbox",
+        f".TP\n/opt/{NAME}/venv\nthe application, built from the package's wheelhouse",
+        ".SH SEE ALSO",
+        f"{DOC}/README.md, {DOC}/docs/CLI.md",
+        "",
+    ])
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9, mtime=0, filename="") as gz:
+        gz.write(page.encode())
+    return out.getvalue()
+
+
 def git_describe() -> str:
     result = run(["git", "-C", str(REPO), "describe", "--tags", "--always", "--dirty"],
                  capture_output=True)
@@ -307,6 +348,9 @@ def stage(root: Path, version: str, python: str, cache: Path, station_wheel: Pat
     (root / "usr/bin").mkdir(parents=True)
     os.symlink(f"/opt/{NAME}/venv/bin/{NAME}", root / "usr/bin" / NAME)
     stage_docs(root, version)
+    man = root / "usr/share/man/man1" / f"{NAME}.1.gz"
+    man.parent.mkdir(parents=True)
+    man.write_bytes(manual_page(python, version))
 
     debian = root / "DEBIAN"
     debian.mkdir()
