@@ -104,6 +104,9 @@ class Link:
         self.broker = broker
         self.topics = topics
         self._sink = sink
+        # Where confirmations go (paho's thread; must only enqueue). Unset: ``Delivered`` to
+        # ``sink``. The station points it straight at its outbox's writer.
+        self.on_delivered: Callable[[int], None] | None = None
         self._will = will
         self._next_session = next_session or _counter()
         self._subscriptions = (subscriptions if subscriptions is not None
@@ -309,7 +312,10 @@ class Link:
         _ack_segment_now(client)
         if getattr(reason, "is_failure", False):
             log.error("broker refused publish mid=%d: reason_code=%s", mid, reason)
-        self._sink(Delivered(mid))
+        if self.on_delivered is not None:
+            self.on_delivered(mid)
+        else:
+            self._sink(Delivered(mid))
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any],
                       properties: Any) -> None:

@@ -18,7 +18,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from . import __version__, reporting, signing
 from .alarms import (
@@ -29,7 +29,7 @@ from .config import Config
 from .errors import HardwareError
 from .hardware import Hardware
 from .heartbeat import Identity, Schedule, clock_synced, host_figures, status
-from .link import Connected, Delivered, Disconnected, Inbound, Link, SubscribeRefused
+from .link import Connected, Disconnected, Inbound, Link, SubscribeRefused
 from .outbox import IDLE_WAKE_S, Outbox, Write
 from .protocol import (
     Command, CommandName, Complaint, EventType, Fault, OfflineReason, Rejection, RejectReason,
@@ -125,18 +125,21 @@ class Station:
         self.machine = Machine(cfg.alarm, bounce_s=cfg.gpio.ack_button.bounce_ms / 1000,
                                feedback=cfg.gpio.siren_feedback is not None,
                                button_pressed=self.hardware.button_pressed, now=now)
-        self.outbox = Outbox(self._open_store, self._LinkProxy(self), self.topics.events,
+        # The link is built (not started) first: the outbox publishes through it, and paho's
+        # confirmations go straight to the outbox's writer.
+        self.link = Link(cfg.broker, self.topics, client_id=cfg.station.id, sink=self._inbox.put,
+                         will=self._will, next_session=self._next_session, clock=self._clock)
+        self.outbox = Outbox(self._open_store, self.link, self.topics.events,
                              on_storage=self._storage_changed,
                              on_progress=lambda: self._on_progress("outbox"),
                              can_prune=lambda: self._synced, wake_s=self._wake_s)
+        self.link.on_delivered = self.outbox.delivered
         self.outbox.start()
         threading.Thread(target=self._load_seen_filter, name="seen-filter", daemon=True).start()
         if opened.fault is not None:
             self._decide(FaultChange(Fault.STORAGE, True, opened.fault), now)
         self._resume(now)
         self._check_clock(now)
-        self.link = Link(cfg.broker, self.topics, client_id=cfg.station.id, sink=self._inbox.put,
-                         will=self._will, next_session=self._next_session, clock=self._clock)
         self.link.start()
         log.info("station %s (region %s) started, version %s", cfg.station.id,
                  cfg.station.region, __version__)
@@ -202,24 +205,6 @@ class Station:
     def _storage_changed(self, ok: bool, detail: str) -> None:
         self._inbox.put(FaultChange(Fault.STORAGE, not ok, detail))
 
-    class _LinkProxy:
-        """The outbox publishes through the link, which is created after the outbox."""
-
-        def __init__(self, station: Station) -> None:
-            self._s = station
-
-        @property
-        def connected(self) -> bool:
-            return self._s.link is not None and self._s.link.connected
-
-        def publish(self, topic: str, payload: bytes, *, qos: int = 1,
-                    retain: bool = False) -> int:
-            assert self._s.link is not None
-            return self._s.link.publish(topic, payload, qos=qos, retain=retain)
-
-        def ack(self, mid: int, qos: int, generation: int) -> bool:
-            return self._s.link is not None and self._s.link.ack(mid, qos, generation)
-
     # --- the loop's work ----------------------------------------------------------------------
 
     def _wait_s(self) -> float:
@@ -263,28 +248,35 @@ class Station:
                 self._reject(item, RejectReason.MALFORMED, f"internal error: {type(e).__name__}")
 
     def _dispatch(self, item: Any) -> None:
-        now = self._clock()
-        if isinstance(item, Inbound):
-            self._inbound(item, now)
-        elif isinstance(item, (ButtonEdge, FeedbackEdge, FaultChange)):
-            self._decide(item, now)
-            if isinstance(item, FaultChange) and item.fault == Fault.STORAGE and item.active:
-                self._resync_after_storage_failure()
-        elif isinstance(item, Delivered):
-            assert self.outbox is not None
-            self.outbox.delivered(item.mid)
-        elif isinstance(item, Connected):
-            self._connected(item)
-        elif isinstance(item, Disconnected):
-            assert self.outbox is not None
-            self.outbox.link_up(False)
-            self.outbox.submit(Write(meta={"session_ok_at": str(self._wall())}))
-        elif isinstance(item, SubscribeRefused):
-            self._decide(FaultChange(Fault.SUBSCRIPTION, True, f"{item.topic}: {item.reason}"), now)
-        elif isinstance(item, LocalCommand):
-            ok, detail = self._command(item.cmd, item.args, Trigger.CLI, now)
-            if item.reply is not None:
-                item.reply(ok, detail)
+        handler = self._HANDLERS.get(type(item))
+        if handler is None:
+            log.warning("ignored an input the loop does not handle: %s", type(item).__name__)
+            return
+        handler(self, item, self._clock())
+
+    def _on_alarm_input(self, item: ButtonEdge | FeedbackEdge, now: float) -> None:
+        self._decide(item, now)
+
+    def _on_fault(self, item: FaultChange, now: float) -> None:
+        self._decide(item, now)
+        if item.fault == Fault.STORAGE and item.active:
+            self._resync_after_storage_failure()
+
+    def _on_disconnected(self, item: Disconnected, now: float) -> None:
+        assert self.outbox is not None
+        self.outbox.link_up(False)
+        self.outbox.submit(Write(meta={"session_ok_at": str(self._wall())}))
+
+    def _on_subscribe_refused(self, item: SubscribeRefused, now: float) -> None:
+        self._decide(FaultChange(Fault.SUBSCRIPTION, True, f"{item.topic}: {item.reason}"), now)
+
+    def _on_local_command(self, item: LocalCommand, now: float) -> None:
+        ok, detail = self._command(item.cmd, item.args, Trigger.CLI, now)
+        if item.reply is not None:
+            item.reply(ok, detail)
+
+    def _on_stop(self, item: _Stop, now: float) -> None:
+        pass  # wakes the loop; run() sees the stop flag
 
     def _inbound(self, msg: Inbound, now: float) -> None:
         if msg.error is not None:
@@ -525,7 +517,7 @@ class Station:
 
     # --- connection, status, clock ------------------------------------------------------------
 
-    def _connected(self, c: Connected) -> None:
+    def _connected(self, c: Connected, now: float) -> None:
         assert self.outbox is not None and self.store is not None
         self.outbox.link_up(True)
         known = self.store.get_meta("session_known") == "1"
@@ -622,6 +614,15 @@ class Station:
         for r in rows:
             self._remember(r.complaint_id)
         self._apply(self.machine.resume([r.resumed(wall) for r in rows], now))
+
+    # What the loop does with each input it takes from the inbox (paho's confirmations go
+    # straight to the outbox's writer, not through here).
+    _HANDLERS: ClassVar[dict[type, Callable[[Station, Any, float], None]]] = {
+        Inbound: _inbound, ButtonEdge: _on_alarm_input, FeedbackEdge: _on_alarm_input,
+        FaultChange: _on_fault, Connected: _connected, Disconnected: _on_disconnected,
+        SubscribeRefused: _on_subscribe_refused, LocalCommand: _on_local_command,
+        _Stop: _on_stop,
+    }
 
 
 def _ack_of(msg: Inbound) -> tuple[int, int, int]:
