@@ -356,6 +356,9 @@ def stage(root: Path, version: str, python: str, cache: Path, station_wheel: Pat
     debian.mkdir()
     conffiles = [f"/etc/{NAME}/station.yaml", f"/etc/systemd/system.conf.d/{NAME}-watchdog.conf"]
     (debian / "conffiles").write_text("".join(f"{c}\n" for c in conffiles))
+    # A python3 upgrade (e.g. 3.11 → 3.13 with the next Debian release) breaks a venv made by
+    # the older interpreter: postinst `triggered` checks it and rebuilds it offline.
+    (debian / "triggers").write_text("interest-noawait /usr/bin/python3\n")
     for script in ("postinst", "prerm", "postrm"):
         (debian / script).write_text(maintainer_script(script, version))
         (debian / script).chmod(0o755)

@@ -318,7 +318,7 @@ def test_install_upgrade_purge_in_a_throwaway_root(debs: tuple[Path, Path], unpa
         out = root.run(f"dpkg-reconfigure {NAME}")
         transcript("dpkg-reconfigure", out)
         assert "check-config OK" in out, out
-        assert f"venv-{old_version}: kept" in out, out  # not deleted under a running service
+        assert f"venv-{old_version}-cp311-x86_64: kept" in out, out  # not deleted under a running service
         root.run(f"test -L /etc/systemd/system/multi-user.target.wants/{NAME}.service")
 
         events = root.popen("mosquitto_sub", "-p", str(port), "-W", "40",
@@ -354,7 +354,8 @@ def test_install_upgrade_purge_in_a_throwaway_root(debs: tuple[Path, Path], unpa
         assert root.run(f"{NAME} --version").split()[1] == _station_wheel_version(current)
         assert root.run(f"cat {CONF}") == station_yaml(port)
         root.run(f"test -L /etc/systemd/system/multi-user.target.wants/{NAME}.service")
-        assert root.run(f"ls /opt/{NAME}").split() == ["venv", f"venv-{new_version}"]
+        venv = f"venv-{new_version}-cp311-x86_64"
+        assert root.run(f"ls /opt/{NAME}").split() == ["venv", venv]
         out = root.run(f"{NAME} history -c {CONF}")
         assert "110-deb-1" in out, out
         out = root.run(f"{NAME} status -c {CONF}")
@@ -380,6 +381,15 @@ def test_install_upgrade_purge_in_a_throwaway_root(debs: tuple[Path, Path], unpa
     finally:
         broker.kill()
         broker.wait()
+
+    # --- a python3 upgrade that breaks the venv (here: a library gone) rebuilds it, offline
+    root.run(f"rm -r /opt/{NAME}/{venv}/lib/python3*/site-packages/paho*")
+    out = root.run(f"dpkg-trigger --no-await /usr/bin/python3 && dpkg --triggers-only {NAME}")
+    transcript("python3 trigger, broken venv", out)
+    assert "broken by the python3 upgrade: rebuilding it" in out, out
+    root.run(f"/opt/{NAME}/venv/bin/python -c 'import paho.mqtt.client'")
+    out = root.run(f"dpkg-trigger --no-await /usr/bin/python3 && dpkg --triggers-only {NAME}")
+    assert "still complete after the python3 upgrade" in out, out
 
     # --- remove keeps config and state; purge removes them and the user
     out = root.run(f"apt-get remove -y -q {NAME}")
