@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .protocol import VERSION, ButtonState, StationState, rfc3339
+from .protocol import COUNTERS, VERSION, ButtonState, StationState, rfc3339
 
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 THROTTLED = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
@@ -89,8 +89,11 @@ class Identity:
 def status(ident: Identity, *, now_wall: float, uptime_s: float, session: int,
            alarms_active: int, oldest_unacked_s: float | None, siren: bool, beacon: bool,
            button: ButtonState, outbox_pending: int, faults: list[str], host: dict[str, Any],
-           active: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The online status document. ``active`` (optional) lists the active alarms."""
+           active: list[dict[str, Any]] | None = None,
+           counters: dict[str, int] | None = None) -> dict[str, Any]:
+    """The status (health) document. ``active`` (optional) lists the active alarms;
+    ``counters`` are the counts since start (``complaints``, ``acks``, ``rejected``,
+    ``reconnects``), top-level fields of the document."""
     doc: dict[str, Any] = {
         "v": VERSION, "station": ident.station, "region": ident.region,
         "state": StationState.ONLINE,
@@ -102,6 +105,7 @@ def status(ident: Identity, *, now_wall: float, uptime_s: float, session: int,
         "outputs": {"siren": siren, "beacon": beacon},
         "button": button, "outbox_pending": outbox_pending, "faults": sorted(faults),
         "host": host, "boot_id": ident.boot_id, "session": session,
+        **{name: (counters or {}).get(name, 0) for name in COUNTERS},
     }
     if active is not None:
         doc["alarms"]["list"] = active[:20]

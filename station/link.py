@@ -235,7 +235,7 @@ class Link:
         self._attempt_failed = False
         self.session = self._next_session()
         if self._will is not None:
-            client.will_set(self.topics.status, self._will(self.session), qos=1, retain=True)
+            client.will_set(self.topics.presence, self._will(self.session), qos=1, retain=True)
         log.info("connecting to %s as %s (session %d, MQTT %s)", self.current_broker,
                  self.topics.station, self.session, self.broker.protocol)
 

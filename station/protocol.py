@@ -126,7 +126,8 @@ class ButtonState(StrEnum):
 
 
 class StationState(StrEnum):
-    """``state`` of the status document (``offline`` in the last will and the clean stop)."""
+    """``state`` of a presence document (birth ``online``; last will and clean stop
+    ``offline``); the status (health) document always says ``online``."""
 
     ONLINE = "online"
     OFFLINE = "offline"
@@ -162,6 +163,10 @@ class Topics:
     @property
     def status(self) -> str:
         return f"{self.root}/station/{self.station}/status"
+
+    @property
+    def presence(self) -> str:
+        return f"{self.root}/station/{self.station}/presence"
 
     @property
     def cmd(self) -> str:
@@ -413,11 +418,20 @@ def event(type_: str, fields: Mapping[str, Any], *, station: str, region: str, w
             "clock_synced": clock_synced, **fields}
 
 
-def offline_status(*, station: str, region: str, reason: OfflineReason, boot_id: str,
-                   session: int) -> dict[str, Any]:
-    """The last will (``reason: lost``) or the clean-stop status (``reason: shutdown``)."""
-    return {"v": VERSION, "station": station, "region": region, "state": StationState.OFFLINE,
-            "reason": reason, "boot_id": boot_id, "session": session}
+def presence(*, station: str, region: str, state: StationState, boot_id: str, session: int,
+             wall: float | None = None, reason: OfflineReason | None = None) -> dict[str, Any]:
+    """A presence document: the birth (online, with ``at``), the last will (offline, ``lost``,
+    without ``at``: the desk takes the time it receives it) or a clean stop (offline,
+    ``shutdown``, with ``at``)."""
+    doc: dict[str, Any] = {"v": VERSION, "station": station, "region": region,
+                           "state": str(state)}
+    if reason is not None:
+        doc["reason"] = str(reason)
+    doc["boot_id"] = boot_id
+    doc["session"] = session
+    if wall is not None:
+        doc["at"] = rfc3339(wall)
+    return doc
 
 
 def encode(doc: Mapping[str, Any]) -> bytes:
@@ -435,3 +449,160 @@ def complaint_payload(*, complaint_id: str, region: str, priority: str = Priorit
         if value is not None:
             doc[key] = value
     return encode(doc)
+
+
+# --- reading what stations publish (the desk's side) -----------------------------------------
+# Tolerant by design: a desk must keep going on a payload it cannot read, so these return None
+# instead of raising, and a missing or ill-typed field reads as "not known" (None / 0 / ()).
+
+def parse_time(text: Any) -> float | None:
+    """An RFC 3339 time (``Z`` or an offset) as a wall time, or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.timestamp() if parsed.tzinfo is not None else None
+
+
+def _doc(payload: bytes) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict) or doc.get("v") != VERSION:
+        return None
+    return doc
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if type(value) in (int, float) else None
+
+
+def _int_or(value: Any, default: int) -> int:
+    return int(value) if type(value) is int else default
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class PresenceDoc:
+    """A station's presence (birth, clean stop or last will), as read by a desk."""
+
+    station: str
+    region: str | None
+    state: StationState
+    reason: str | None             # OfflineReason when offline (``lost``/``shutdown``)
+    boot_id: str | None
+    session: int | None
+    at: float | None               # wall; None for a last will
+
+    @classmethod
+    def read(cls, payload: bytes) -> PresenceDoc | None:
+        """The presence document in ``payload``, or None when it is not one."""
+        doc = _doc(payload)
+        if doc is None or not isinstance(doc.get("station"), str):
+            return None
+        try:
+            state = StationState(doc.get("state"))
+        except ValueError:
+            return None
+        session = doc.get("session")
+        return cls(station=doc["station"], region=_str_or_none(doc.get("region")), state=state,
+                   reason=_str_or_none(doc.get("reason")),
+                   boot_id=_str_or_none(doc.get("boot_id")),
+                   session=session if type(session) is int else None,
+                   at=parse_time(doc.get("at")))
+
+
+COUNTERS = ("complaints", "acks", "rejected", "reconnects")   # in every status, since start
+
+
+@dataclass(frozen=True)
+class HealthDoc:
+    """A station's status (health) document, as read by a desk."""
+
+    station: str
+    region: str | None
+    at: float | None               # wall time the station issued it
+    version: str | None
+    interval_s: float
+    alarms_active: int
+    oldest_unacked_s: float | None
+    siren: bool | None
+    beacon: bool | None
+    button: str | None
+    outbox_pending: int
+    faults: tuple[str, ...]
+    host: Mapping[str, Any]
+    clock_synced: bool | None
+    boot_id: str | None
+    session: int | None
+    started_at: float | None
+    counters: Mapping[str, int]
+
+    @classmethod
+    def read(cls, payload: bytes) -> HealthDoc | None:
+        """The status document in ``payload``, or None when it is not one."""
+        doc = _doc(payload)
+        if doc is None or not isinstance(doc.get("station"), str) or "alarms" not in doc:
+            return None
+        alarms, outputs, host = _obj(doc.get("alarms")), _obj(doc.get("outputs")), \
+            _obj(doc.get("host"))
+        faults = doc.get("faults")
+        session = doc.get("session")
+        synced = host.get("clock_synced")
+        return cls(
+            station=doc["station"], region=_str_or_none(doc.get("region")),
+            at=parse_time(doc.get("at")), version=_str_or_none(doc.get("version")),
+            interval_s=_num(doc.get("interval_s")) or 30.0,
+            alarms_active=_int_or(alarms.get("active"), 0),
+            oldest_unacked_s=_num(alarms.get("oldest_unacked_s")),
+            siren=outputs.get("siren") if isinstance(outputs.get("siren"), bool) else None,
+            beacon=outputs.get("beacon") if isinstance(outputs.get("beacon"), bool) else None,
+            button=_str_or_none(doc.get("button")),
+            outbox_pending=_int_or(doc.get("outbox_pending"), 0),
+            faults=tuple(str(f) for f in faults) if isinstance(faults, list) else (),
+            host=host, clock_synced=synced if isinstance(synced, bool) else None,
+            boot_id=_str_or_none(doc.get("boot_id")),
+            session=session if type(session) is int else None,
+            started_at=parse_time(doc.get("started_at")),
+            counters={k: _int_or(doc.get(k), 0) for k in COUNTERS})
+
+
+@dataclass(frozen=True)
+class EventDoc:
+    """A station's event, as read by a desk: the envelope, and the type's own fields."""
+
+    type: str
+    station: str
+    region: str | None
+    event_id: str | None
+    seq: int | None
+    at: float | None
+    clock_synced: bool | None
+    fields: Mapping[str, Any]      # everything but the envelope
+
+    ENVELOPE = ("v", "type", "event_id", "seq", "station", "region", "at", "clock_synced")
+
+    @classmethod
+    def read(cls, payload: bytes) -> EventDoc | None:
+        """The event in ``payload``, or None when it is not one."""
+        doc = _doc(payload)
+        if doc is None or not isinstance(doc.get("type"), str) \
+                or not isinstance(doc.get("station"), str):
+            return None
+        seq, synced = doc.get("seq"), doc.get("clock_synced")
+        return cls(type=doc["type"], station=doc["station"],
+                   region=_str_or_none(doc.get("region")),
+                   event_id=_str_or_none(doc.get("event_id")),
+                   seq=seq if type(seq) is int else None, at=parse_time(doc.get("at")),
+                   clock_synced=synced if isinstance(synced, bool) else None,
+                   fields={k: v for k, v in doc.items() if k not in cls.ENVELOPE})

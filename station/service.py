@@ -32,8 +32,9 @@ from .heartbeat import Identity, Schedule, clock_synced, host_figures, status
 from .link import Connected, Disconnected, Inbound, Link, SubscribeRefused
 from .outbox import IDLE_WAKE_S, Outbox, Write
 from .protocol import (
-    Command, CommandName, Complaint, EventType, Fault, OfflineReason, Rejection, RejectReason,
-    Topics, Trigger, encode, event, offline_status, parse_command, parse_complaint, rfc3339,
+    COUNTERS, Command, CommandName, Complaint, EventType, Fault, OfflineReason, Rejection,
+    RejectReason, StationState, Topics, Trigger, encode, event, parse_command, parse_complaint,
+    presence, rfc3339,
 )
 from .store import AlarmRow, SeenFilter, Store, open_state, temporary_copy_path
 
@@ -105,6 +106,10 @@ class Station:
         self.outbox: Outbox | None = None
         self.link: Link | None = None
         self.last_events: list[dict[str, Any]] = []   # for local views (demo)
+        # Counters since start, in every status (complaints alarmed, acks, rejected messages,
+        # broker connections after the first).
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self._connections = 0
         self._db_path = config.storage.path            # a temporary copy if that is unusable
         self._complaint_gate, self._command_gate = signing.gates_for(config.security)
         self._signed_cmd_ids: OrderedDict[str, None] = OrderedDict()   # replays of this process
@@ -180,10 +185,11 @@ class Station:
         if self.outbox is not None:
             self.outbox.stop()
         if self.link is not None:
-            final = offline_status(station=self.ident.station, region=self.ident.region,
-                                   reason=OfflineReason.SHUTDOWN, boot_id=self.boot_id,
-                                   session=self.link.session)
-            self.link.stop(final=(self.topics.status, encode(final)))
+            final = presence(station=self.ident.station, region=self.ident.region,
+                             state=StationState.OFFLINE, reason=OfflineReason.SHUTDOWN,
+                             boot_id=self.boot_id, session=self.link.session,
+                             wall=self._wall())
+            self.link.stop(final=(self.topics.presence, encode(final)))
         if self.hardware is not None:
             self.hardware.close()
         if self.store is not None:
@@ -473,6 +479,9 @@ class Station:
         doc = event(type_, fields, station=self.ident.station, region=self.ident.region,
                     wall=self._wall(), clock_synced=self._synced)
         self.last_events = (self.last_events + [doc])[-20:]
+        counter = _COUNTED.get(type_)
+        if counter is not None:
+            self.counters[counter] += 1
         return doc
 
     def _to_wall(self, mono: float) -> float:
@@ -533,6 +542,16 @@ class Station:
             events.append(self._envelope(EventType.RESYNC_REQUEST, {
                 "since": rfc3339(float(since)) if since else None}))
         self._write(Write(events=events, meta=meta))
+        if self._connections:
+            self.counters["reconnects"] += 1
+        self._connections += 1
+        # Presence first: the desk sees the station online at once; the health document
+        # (retained on its own topic, never overwritten by the will) follows.
+        assert self.link is not None
+        birth = presence(station=self.ident.station, region=self.ident.region,
+                         state=StationState.ONLINE, boot_id=self.boot_id, session=c.session,
+                         wall=self._wall())
+        self.link.publish(self.topics.presence, encode(birth), qos=1, retain=True)
         self.publish_status(self._clock())
 
     def _resync_after_storage_failure(self) -> None:
@@ -567,7 +586,7 @@ class Station:
             siren=out.siren is not None, beacon=out.beacon, button=m.button_state,
             outbox_pending=self.outbox.pending, faults=list(m.faults),
             host=host_figures(self.config.storage.path.parent, self._synced),
-            active=m.active_alarms(now))
+            active=m.active_alarms(now), counters=self.counters)
 
     def _check_link(self, now: float) -> None:
         """Progress for the watchdog only while paho's network thread lives: when it has died
@@ -590,9 +609,9 @@ class Station:
                          now)
 
     def _will(self, session: int) -> bytes:
-        return encode(offline_status(station=self.ident.station, region=self.ident.region,
-                                     reason=OfflineReason.LOST, boot_id=self.boot_id,
-                                     session=session))
+        return encode(presence(station=self.ident.station, region=self.ident.region,
+                               state=StationState.OFFLINE, reason=OfflineReason.LOST,
+                               boot_id=self.boot_id, session=session))
 
     def _next_session(self) -> int:
         # paho's thread, before each CONNECT: its own short-lived connection to the store.
@@ -623,6 +642,10 @@ class Station:
         SubscribeRefused: _on_subscribe_refused, LocalCommand: _on_local_command,
         _Stop: _on_stop,
     }
+
+
+_COUNTED = {EventType.ALERTING: "complaints", EventType.ACK: "acks",
+            EventType.REJECTED: "rejected"}
 
 
 def _ack_of(msg: Inbound) -> tuple[int, int, int]:

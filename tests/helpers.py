@@ -104,12 +104,15 @@ class Mosquitto:
 
 class HQ:
     """HQ dispatch and the monitoring desk in one client: sends complaints and commands,
-    collects every event and the retained status of every station."""
+    collects every event, the retained status (health) and the retained presence of every
+    station."""
 
     def __init__(self, port: int, protocol: str = "5", persistent: bool = False) -> None:
         self.events: list[dict[str, Any]] = []
         self.status: dict[str, dict[str, Any]] = {}
         self.status_log: list[dict[str, Any]] = []
+        self.presence: dict[str, dict[str, Any]] = {}
+        self.presence_log: list[dict[str, Any]] = []
         self.raw: list[tuple[str, bytes]] = []
         self.received_at: dict[str, float] = {}   # event_id → monotonic receive time
         self._lock = threading.Lock()
@@ -117,7 +120,8 @@ class HQ:
                                   client_id="hq-persistent" if persistent else None)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, r, p: c.subscribe(
-            [(f"{ROOT}/station/+/events", 1), (f"{ROOT}/station/+/status", 1)])
+            [(f"{ROOT}/station/+/events", 1), (f"{ROOT}/station/+/status", 1),
+             (f"{ROOT}/station/+/presence", 1)])
         self.client.reconnect_delay_set(0.05, 0.5)  # back before the station, after a restart
         kwargs: dict[str, Any] = {}
         if persistent:  # the broker queues events for HQ while HQ reconnects
@@ -139,6 +143,9 @@ class HQ:
             elif msg.topic.endswith("/status"):
                 self.status[msg.topic.split("/")[-2]] = doc
                 self.status_log.append(doc)
+            elif msg.topic.endswith("/presence"):
+                self.presence[msg.topic.split("/")[-2]] = doc
+                self.presence_log.append(doc)
 
     def of_type(self, type_: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -159,6 +166,14 @@ class HQ:
                 doc = self.status.get(station)
             return doc if doc is not None and predicate(doc) else None
         return wait_for(ok, timeout, what=f"status of {station}")
+
+    def wait_presence(self, predicate: Callable[[dict[str, Any]], bool],
+                      station: str = STATION, timeout: float = 10.0) -> dict[str, Any]:
+        def ok() -> dict[str, Any] | None:
+            with self._lock:
+                doc = self.presence.get(station)
+            return doc if doc is not None and predicate(doc) else None
+        return wait_for(ok, timeout, what=f"presence of {station}")
 
     def complaint(self, cid: str, *, region: str = REGION, priority: str = "normal",
                   raw: bytes | None = None, retain: bool = False) -> float:

@@ -17,7 +17,7 @@ from rich.console import Console
 from helpers import HQ, STATION, Mosquitto, station_config, wait_for
 from station.desk.clients import connected, make_client
 from station.desk.monitor import Desk, Subscription, is_late_will, render_table
-from station.protocol import encode, rfc3339
+from station.protocol import PresenceDoc, encode, rfc3339
 
 ROOT = "polri/110"
 
@@ -39,6 +39,17 @@ def will(station: str, *, boot_id: str = "b-1", session: int = 1,
             "reason": reason, "boot_id": boot_id, "session": session}
 
 
+def birth(station: str, *, boot_id: str = "b-1", session: int = 1) -> dict[str, Any]:
+    return {"v": 1, "station": station, "region": f"region-{station[-1]}", "state": "online",
+            "boot_id": boot_id, "session": session, "at": rfc3339(time.time())}
+
+
+def topic_of(doc: dict[str, Any]) -> str:
+    """Health documents go to status, births and wills to presence."""
+    leaf = "status" if "alarms" in doc else "presence"
+    return f"{ROOT}/station/{doc['station']}/{leaf}"
+
+
 @pytest.fixture
 def publisher(broker: Mosquitto) -> Iterator[Any]:
     client = make_client()
@@ -47,8 +58,7 @@ def publisher(broker: Mosquitto) -> Iterator[Any]:
 
 
 def publish_all(client: Any, docs: list[dict[str, Any]], retain: bool = True) -> None:
-    infos = [client.publish(f"{ROOT}/station/{d['station']}/status", encode(d), qos=1,
-                            retain=retain) for d in docs]
+    infos = [client.publish(topic_of(d), encode(d), qos=1, retain=retain) for d in docs]
     for info in infos:
         info.wait_for_publish(10)
 
@@ -71,9 +81,12 @@ def test_fifty_stations_one_killed_one_stale(broker: Mosquitto, hq: HQ, publishe
                                               tmp_path: Path, station_process: Any) -> None:
     # the real station, as systemd runs it, then killed without a goodbye
     real = station_process(station_config(tmp_path, broker.port)).start()
-    hq.wait_status(lambda d: d["state"] == "online", timeout=15)
+    hq.wait_presence(lambda d: d["state"] == "online", timeout=15)
+    hq.complaint("dark-1", priority="emergency")
+    hq.wait_status(lambda d: d["alarms"]["active"] == 1, timeout=15)
     real.kill()
-    hq.wait_status(lambda d: d["state"] == "offline", timeout=15)
+    hq.wait_presence(lambda d: d["state"] == "offline", timeout=15)
+    died_at = time.time()
 
     docs = [status(f"st-{i:02d}") for i in range(47)]
     docs[10] = status("st-10", alarms=2, oldest=42.0, faults=["clock_unsynced"])
@@ -86,6 +99,12 @@ def test_fifty_stations_one_killed_one_stale(broker: Mosquitto, hq: HQ, publishe
     rows = by_station(snapshot)
     assert len(rows) == 50
     assert rows[STATION]["state"] == "offline" and rows[STATION]["reason"] == "lost"
+    # It went dark with an alarm sounding: the desk still shows the alarm and when it was
+    # last heard of, not the moment the monitor read the retained will.
+    assert rows[STATION]["alarms"]["active"] == 1
+    assert rows[STATION]["version"]
+    last = time.mktime(time.strptime(rows[STATION]["last_status_at"][:19], "%Y-%m-%dT%H:%M:%S"))
+    assert last - time.timezone <= died_at + 1
     assert rows["st-old"]["state"] == "stale" and rows["st-old"]["age_s"] >= 590
     assert rows["st-nosync"]["state"] == "online"      # unsynced clock: receive time counts
     assert rows["st-10"]["alarms"]["active"] == 2
@@ -106,15 +125,16 @@ def test_live_desk_ignores_a_late_will_and_records_ack_latency(broker: Mosquitto
     sub = Subscription(args, desk)
     with connected(sub.client, "127.0.0.1", broker.port):
         assert sub.subscribed.wait(5)
-        publish_all(publisher, [status("st-a", boot_id="B", session=5)])
+        publish_all(publisher, [birth("st-a", boot_id="B", session=5),
+                                status("st-a", boot_id="B", session=5)])
         publish_all(publisher, [will("st-a", boot_id="B", session=4)])        # late will
-        publish_all(publisher, [status("st-b", boot_id="A", session=7),
-                                status("st-b", boot_id="C", session=1),       # state wiped
+        publish_all(publisher, [birth("st-b", boot_id="A", session=7),
+                                birth("st-b", boot_id="C", session=1),        # state wiped
                                 will("st-b", boot_id="A", session=7)])        # old process
         publisher.publish(f"{ROOT}/station/st-a/events", encode(
             {"v": 1, "type": "ack", "complaint_id": "110-1", "ack_latency_ms": 812.5,
              "station": "st-a"}), qos=1).wait_for_publish(5)
-        wait_for(lambda: desk.messages >= 6, 5, what="messages at the desk")
+        wait_for(lambda: desk.messages >= 7, 5, what="messages at the desk")
         rows = by_station({"stations": desk.rows()})
         assert rows["st-a"]["state"] == "online" and rows["st-b"]["state"] == "online"
         assert rows["st-a"]["last_ack_latency_ms"] == 812.5
@@ -125,15 +145,22 @@ def test_live_desk_ignores_a_late_will_and_records_ack_latency(broker: Mosquitto
 
 def test_late_will_rules() -> None:
     desk = Desk(ROOT, wall=lambda: 1000.0)
-    topic = f"{ROOT}/station/s1/status"
-    desk.handle(topic, encode(status("s1", at=1000.0, boot_id="B", session=3)))
+    topic = f"{ROOT}/station/s1/presence"
+    desk.handle(f"{ROOT}/station/s1/status",
+                encode(status("s1", at=1000.0, boot_id="B", session=3, alarms=1, oldest=5.0)))
+    desk.handle(topic, encode(birth("s1", boot_id="B", session=3)))
     view = desk.stations["s1"]
-    assert is_late_will(view, will("s1", boot_id="B", session=2))
-    assert not is_late_will(view, will("s1", boot_id="B", session=3))
-    assert not is_late_will(view, will("s1", boot_id="D", session=4))   # a newer process
+    def late(doc: dict[str, Any]) -> bool:
+        read = PresenceDoc.read(encode(doc))
+        assert read is not None
+        return is_late_will(view, read)
+    assert late(will("s1", boot_id="B", session=2))
+    assert not late(will("s1", boot_id="B", session=3))
+    assert not late(will("s1", boot_id="D", session=4))   # a newer process
     desk.handle(topic, encode(will("s1", boot_id="B", session=3, reason="shutdown")))
     assert desk.rows()[0]["state"] == "offline" and desk.rows()[0]["reason"] == "shutdown"
     assert desk.rows()[0]["outputs"] == {"siren": None, "beacon": None}
+    assert desk.rows()[0]["alarms"]["active"] == 1        # the last health document stays
 
 
 def test_stale_by_receive_time_for_live_statuses() -> None:
@@ -153,13 +180,17 @@ def test_desk_survives_garbage() -> None:
         desk.handle(f"{ROOT}/station/s1/status", payload)
     desk.handle(f"{ROOT}/station/s1/extra/status", b"{}")
     desk.handle("other/station/s1/status", b"{}")
+    assert desk.rows() == [] and desk.errors == 4          # counted, nothing invented
+    desk.handle(f"{ROOT}/station/s1/presence", encode(will("s2")))   # names another station
+    assert desk.rows() == [] and desk.errors == 5
+    desk.handle(f"{ROOT}/station/s1/status", encode(status("s1")))
     assert [r["station"] for r in desk.rows()] == ["s1"]
 
 
 def test_table_renders_trouble_first() -> None:
     desk = Desk(ROOT)
     desk.handle(f"{ROOT}/station/ok-1/status", encode(status("ok-1")))
-    desk.handle(f"{ROOT}/station/down-1/status", encode(will("down-1")))
+    desk.handle(f"{ROOT}/station/down-1/presence", encode(will("down-1")))
     desk.handle(f"{ROOT}/station/alarm-1/status",
                 encode(status("alarm-1", alarms=1, oldest=75.0)))
     console = Console(record=True, width=140, color_system=None)

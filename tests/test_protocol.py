@@ -8,7 +8,7 @@ import pytest
 
 from station.protocol import (
     MAX_PAYLOAD, Command, Complaint, Rejection, Topics, complaint_payload, event,
-    offline_status, parse_command, parse_complaint, rfc3339,
+    encode, presence, StationState, OfflineReason, PresenceDoc, HealthDoc, EventDoc, parse_command, parse_complaint, rfc3339,
 )
 
 REGION = "sumsel-prabumulih"
@@ -24,6 +24,7 @@ def good(**over) -> bytes:
 def test_topics():
     t = Topics("polri/110", "st-1", REGION)
     assert t.complaints == f"polri/110/region/{REGION}/complaints"
+    assert t.presence == "polri/110/station/st-1/presence"
     assert (t.events, t.status, t.cmd) == (
         "polri/110/station/st-1/events", "polri/110/station/st-1/status",
         "polri/110/station/st-1/cmd")
@@ -127,10 +128,42 @@ def test_event_envelope():
     assert e["station"] == "s" and e["region"] == REGION and e["complaint_id"] == "a"
 
 
-def test_offline_status_and_complaint_payload_roundtrip():
-    o = offline_status(station="s", region="r", reason="lost", boot_id="b", session=3)
-    assert o == {"v": 1, "station": "s", "region": "r", "state": "offline", "reason": "lost",
-                 "boot_id": "b", "session": 3}
+def test_presence_documents_and_their_reader():
+    will = presence(station="s", region="r", state=StationState.OFFLINE,
+                    reason=OfflineReason.LOST, boot_id="b", session=3)
+    assert will == {"v": 1, "station": "s", "region": "r", "state": "offline", "reason": "lost",
+                    "boot_id": "b", "session": 3}              # a will carries no time
+    birth = presence(station="s", region="r", state=StationState.ONLINE, boot_id="b",
+                     session=4, wall=1764274502.0)
+    assert birth["at"] == "2025-11-27T20:15:02.000Z" and "reason" not in birth
+    read = PresenceDoc.read(encode(birth))
+    assert read == PresenceDoc("s", "r", StationState.ONLINE, None, "b", 4, 1764274502.0)
+    assert PresenceDoc.read(encode(will)).reason == "lost"
+    for bad in (b"", b"\xff", b"[1]", b'{"v":2,"station":"s","state":"online"}',
+                b'{"v":1,"station":"s","state":"asleep"}', b'{"v":1,"state":"online"}'):
+        assert PresenceDoc.read(bad) is None
+
+
+def test_health_and_event_readers_tolerate_missing_and_ill_typed_fields():
+    doc = {"v": 1, "station": "s", "region": "r", "state": "online",
+           "at": "2025-11-27T20:15:02.000Z", "version": "1.2.3", "interval_s": 10,
+           "alarms": {"active": 2, "oldest_unacked_s": 41.5},
+           "outputs": {"siren": True, "beacon": "yes"}, "faults": ["gpio"],
+           "host": {"clock_synced": False}, "complaints": 7, "acks": "x"}
+    h = HealthDoc.read(encode(doc))
+    assert h is not None and (h.alarms_active, h.oldest_unacked_s, h.siren, h.beacon) == \
+        (2, 41.5, True, None)
+    assert h.at == 1764274502.0 and h.version == "1.2.3" and h.clock_synced is False
+    assert dict(h.counters) == {"complaints": 7, "acks": 0, "rejected": 0, "reconnects": 0}
+    assert HealthDoc.read(b'{"v":1,"station":"s"}') is None     # a presence is no status
+    e = EventDoc.read(encode({"v": 1, "type": "ack", "station": "s", "seq": 5,
+                              "ack_latency_ms": 812.5, "complaint_id": "c"}))
+    assert e is not None and e.seq == 5 and e.fields == {"ack_latency_ms": 812.5,
+                                                          "complaint_id": "c"}
+    assert EventDoc.read(b'{"v":1,"type":3,"station":"s"}') is None
+
+
+def test_complaint_payload_roundtrip():
     p = complaint_payload(complaint_id="x1", region=REGION, priority="emergency", summary="s")
     assert parse_complaint(p, region=REGION) == Complaint("x1", REGION, "emergency", summary="s")
     assert rfc3339(1764274502.0) == "2025-11-27T20:15:02.000Z"

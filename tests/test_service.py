@@ -145,8 +145,12 @@ def test_kill_with_unacked_alarm_resumes_and_status_shows_it(broker, hq, tmp_pat
     hq.wait_event("alerting")
     hq.wait_status(lambda d: d["alarms"]["active"] == 1)
     p.kill()
-    offline = hq.wait_status(lambda d: d["state"] == "offline", timeout=20)
+    offline = hq.wait_presence(lambda d: d["state"] == "offline", timeout=20)
     assert offline["reason"] == "lost" and offline["boot_id"] == first["boot_id"]
+    # The will went to presence: the last health document still shows the alarm.
+    last = hq.status[STATION]
+    assert last["state"] == "online" and last["alarms"]["active"] == 1
+    assert last["boot_id"] == first["boot_id"]
     p.start()
     back = hq.wait_status(lambda d: d["state"] == "online" and d["boot_id"] != first["boot_id"])
     assert back["alarms"]["active"] == 1 and back["outputs"]["siren"] is True
@@ -189,7 +193,7 @@ def test_complaints_while_station_down_are_alarmed_once(broker, hq, tmp_path, st
     p = station_process(cfg).start()
     hq.wait_status(lambda d: d["state"] == "online")
     assert p.terminate() == 0
-    hq.wait_status(lambda d: d["state"] == "offline" and d["reason"] == "shutdown")
+    hq.wait_presence(lambda d: d["state"] == "offline" and d["reason"] == "shutdown")
     for i in range(5):
         hq.complaint(f"queued-{i}")
     p.start()
@@ -200,21 +204,43 @@ def test_complaints_while_station_down_are_alarmed_once(broker, hq, tmp_path, st
     assert len(alerts) == 5 and not hq.of_type("resync_request")
 
 
-def test_will_marks_killed_station_offline_and_clean_stop_says_shutdown(broker, hq, tmp_path,
+def test_presence_birth_will_and_clean_stop_leave_the_health_document(broker, hq, tmp_path,
                                                                         station_process):
     cfg = station_config(tmp_path, broker.port)
     p = station_process(cfg).start()
-    online = hq.wait_status(lambda d: d["state"] == "online")
+    online = hq.wait_presence(lambda d: d["state"] == "online")
+    assert set(online) == {"v", "station", "region", "state", "boot_id", "session", "at"}
+    health = hq.wait_status(lambda d: d["boot_id"] == online["boot_id"])
+    assert health["session"] == online["session"] and health["version"]
+    assert {k: health[k] for k in ("complaints", "acks", "rejected", "reconnects")} == \
+        {"complaints": 0, "acks": 0, "rejected": 0, "reconnects": 0}
     p.kill()
-    will = hq.wait_status(lambda d: d["state"] == "offline", timeout=20)
+    will = hq.wait_presence(lambda d: d["state"] == "offline", timeout=20)
     assert will == {"v": 1, "station": STATION, "region": REGION, "state": "offline",
                     "reason": "lost", "boot_id": online["boot_id"],
-                    "session": online["session"]}
+                    "session": online["session"]}          # no "at": the desk's receive time
+    assert hq.status[STATION]["state"] == "online"         # the will never overwrote it
+    assert all(d["state"] == "online" for d in hq.status_log)
     p.start()
-    again = hq.wait_status(lambda d: d["state"] == "online" and d["boot_id"] != will["boot_id"])
+    again = hq.wait_presence(lambda d: d["state"] == "online" and d["boot_id"] != will["boot_id"])
     assert p.terminate() == 0
-    bye = hq.wait_status(lambda d: d["state"] == "offline" and d["reason"] == "shutdown")
+    bye = hq.wait_presence(lambda d: d["state"] == "offline" and d["reason"] == "shutdown")
     assert bye["boot_id"] == again["boot_id"] and bye["session"] == again["session"]
+    assert "at" in bye
+
+
+def test_status_counters_since_start(broker, hq, tmp_path, start_station):
+    s = start_station(station_config(tmp_path, broker.port))
+    hq.wait_presence(lambda d: d["state"] == "online")
+    hq.complaint("count-1")
+    hq.complaint("count-1")                      # a duplicate is not counted again
+    hq.complaint("", raw=b"{not json")
+    hq.wait_event("alerting", complaint_id="count-1")
+    s.press(0.1)
+    hq.wait_event("ack", complaint_id="count-1")
+    hq.command("status", cmd_id="count-status")
+    st = hq.wait_status(lambda d: d["acks"] == 1 and d["rejected"] == 1)
+    assert st["complaints"] == 1 and st["reconnects"] == 0
 
 
 def test_end_to_end_over_mqtt_311(broker, hq, tmp_path, start_station):

@@ -59,21 +59,27 @@ if [ "$FORMAT" = acl ]; then
 # Do not edit. User names are certificate CNs. A denied publish is dropped (MQTT 5: PUBACK
 # 0x87; 3.1.1: no sign); a denied subscription is granted but delivers nothing.
 
-# Every station: its own status (birth, heartbeat, last will) and events out; its commands in.
+# Every station: its own status (health), presence (birth, clean stop, last will) and events
+# out; its commands in.
 pattern write $ROOT/station/%u/status
+pattern write $ROOT/station/%u/presence
 pattern write $ROOT/station/%u/events
 pattern read $ROOT/station/%u/cmd
 
-# HQ dispatch: complaints to any region, commands to any station; reads events and status.
+# HQ dispatch: complaints to any region, commands to any station; reads events, status and
+# presence.
 user hq.dispatch
 topic write $ROOT/region/+/complaints
 topic write $ROOT/station/+/cmd
 topic read $ROOT/station/+/events
 topic read $ROOT/station/+/status
+topic read $ROOT/station/+/presence
 
-# National monitoring desk: status and events of every station; commands (status, test, ...).
+# National monitoring desk: status, presence and events of every station; commands (status,
+# test, ...).
 user desk.monitoring
 topic read $ROOT/station/+/status
+topic read $ROOT/station/+/presence
 topic read $ROOT/station/+/events
 topic write $ROOT/station/+/cmd
 
@@ -112,16 +118,19 @@ printf '%s\n' "$PAIRS" | awk -v root="$ROOT" '
     acl("publishClientSend", root "/region/+/complaints", 0)
     acl("publishClientSend", root "/station/+/cmd", 0)
     reader("subscribePattern", root "/station/+/events", 0)
-    reader("subscribePattern", root "/station/+/status", 1)
+    reader("subscribePattern", root "/station/+/status", 0)
+    reader("subscribePattern", root "/station/+/presence", 1)
     print "    ]},"
     print "    {\"rolename\": \"desk\", \"acls\": ["
     acl("publishClientSend", root "/station/+/cmd", 0)
     reader("subscribePattern", root "/station/+/events", 0)
-    reader("subscribePattern", root "/station/+/status", 1)
+    reader("subscribePattern", root "/station/+/status", 0)
+    reader("subscribePattern", root "/station/+/presence", 1)
     printf "    ]}%s\n", n ? "," : ""
     for (i = 1; i <= n; i++) {
       printf "    {\"rolename\": \"station-%s\", \"acls\": [\n", station[i]
       acl("publishClientSend", root "/station/" station[i] "/status", 0)
+      acl("publishClientSend", root "/station/" station[i] "/presence", 0)
       acl("publishClientSend", root "/station/" station[i] "/events", 0)
       reader("subscribeLiteral", root "/station/" station[i] "/cmd", 0)
       reader("subscribeLiteral", root "/region/" region[i] "/complaints", 1)

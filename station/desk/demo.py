@@ -182,6 +182,7 @@ class SimulatedHQ:
         self.alerted: set[str] = set()
         self.acked: set[str] = set()
         self.status: Received | None = None
+        self.presence: Received | None = None
         # A persistent session: the broker keeps HQ's subscriptions and queues events for it.
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="demo-hq",
                                   protocol=mqtt.MQTTv311, clean_session=False)
@@ -195,7 +196,8 @@ class SimulatedHQ:
 
     def _connected(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         client.subscribe([(station_topic(ROOT, "+", "events"), 1),
-                          (station_topic(ROOT, "+", "status"), 1)])
+                          (station_topic(ROOT, "+", "status"), 1),
+                          (station_topic(ROOT, "+", "presence"), 1)])
 
     def _message(self, client: Any, userdata: Any, msg: Any) -> None:
         try:
@@ -207,6 +209,9 @@ class SimulatedHQ:
         now = time.monotonic()
         if msg.topic.endswith("/status"):
             self.status = Received(doc, now)
+            return
+        if msg.topic.endswith("/presence"):
+            self.presence = Received(doc, now)
             return
         self._event(doc, now)
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import Pattern
-from ..protocol import EventType, Priority, StationState
+from ..protocol import EventType, Priority
 from .embedded_broker import DEMO_USERNAME
 
 if TYPE_CHECKING:
@@ -84,7 +84,8 @@ def snapshot(demo: Demo) -> PanelState:
         button=machine.button_state + (" (held)" if demo.button and demo.button.down else ""),
         alarms=alarms, outbox_pending=st.outbox.pending, faults=faults,
         events=[_event_line(e, hq.delivered) for e in list(st.last_events)[-8:]],
-        heartbeat=_heartbeat_text(hq.status, now), sent=len(hq.sent), acked=len(hq.acked),
+        heartbeat=_heartbeat_text(hq.status, hq.presence, now), sent=len(hq.sent),
+        acked=len(hq.acked),
         log=list(demo.log_tail.lines), desk=desk_command(demo.broker.port))
 
 
@@ -134,14 +135,16 @@ def _event_line(e: dict[str, Any], delivered: set[str]) -> EventLine:
                      delivered=e.get("event_id") in delivered)
 
 
-def _heartbeat_text(status: Received | None, now: float) -> str:
+def _heartbeat_text(status: Received | None, presence: Received | None, now: float) -> str:
+    if presence is not None and presence.doc.get("state") == "offline":
+        # Last will (no "at" of its own) or clean stop; the last status stays below it.
+        doc = presence.doc
+        received = datetime.fromtimestamp(presence.wall).strftime("%H:%M:%S")
+        return (f"offline (reason {doc.get('reason')}) since {received} · "
+                f"session {doc.get('session')}")
     if status is None:
         return "no status received yet"
     doc = status.doc
-    received = datetime.fromtimestamp(status.wall).strftime("%H:%M:%S")
-    if doc.get("state") != StationState.ONLINE:     # last will or clean stop: no "at" of its own
-        return (f"{doc.get('state', '?')} (reason {doc.get('reason')}) since {received} · "
-                f"session {doc.get('session')}")
     return (f"online · last status {_clock_text(doc.get('at'))} ({now - status.at:.1f} s ago)"
             f" · every {doc.get('interval_s', 0):g} s · session {doc.get('session')}")
 

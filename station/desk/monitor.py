@@ -1,17 +1,19 @@
 """``polres-station monitor``: the national desk's view of every station (docs/INTERFACE.md §6).
 
-Subscribes to ``{root}/station/+/status`` (retained heartbeats, births, last wills) and
-``{root}/station/+/events`` (for ack latency). ``Desk.handle`` costs O(1) per message — one
-dict lookup and a few field writes, no sorting — so thousands of stations cost nothing between
-frames; ``Desk.rows`` sorts (trouble on top) only when a frame is drawn (≈ 2/s) or a snapshot is
-printed.
+Subscribes to ``{root}/station/+/status`` (the retained health document), ``…/presence``
+(retained birth, clean stop, last will) and ``…/events`` (for ack latency), read with
+:mod:`station.protocol`'s readers. ``Desk.handle`` costs O(1) per message — one dict lookup and a
+few field writes, no sorting — so thousands of stations cost nothing between frames;
+``Desk.rows`` sorts (trouble on top) only when a frame is drawn (≈ 2/s) or a snapshot is printed.
 
-State of a station: ``online``; ``stale`` when its last status is older than 3 × its
-``interval_s`` (receive time on this machine; for a retained status delivered at subscribe
-time, its own ``at`` when the station's clock was synchronised, since the receive time says
-nothing about its age); ``offline`` with the will's or clean stop's ``reason``; ``unknown``
-when only events were seen. A late will from an older connection (its ``boot_id``/``session``
-older than the latest online status) is ignored (docs/INTERFACE.md §5–6).
+State of a station: from its presence, ``online`` or ``offline`` (with the will's ``lost`` or a
+clean stop's ``shutdown``, and since when); ``stale`` when presence says online but the last
+status is older than 3 × its ``interval_s``; ``unknown`` when neither was seen. The last health
+document is kept whatever presence says: an offline station shows the alarms that were active
+at its last status. Ages come from the status's own ``at`` when the station's clock was
+synchronised (a retained status may be days old), else from when this desk received it. A late
+will from an older connection (its ``boot_id``/``session`` older than the latest birth) is
+ignored (docs/INTERFACE.md §5–6).
 """
 from __future__ import annotations
 
@@ -21,9 +23,9 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable
 
+from ..protocol import EventDoc, EventType, HealthDoc, PresenceDoc, StationState, rfc3339
 from ..terminal import broker_args
 
 STALE_FACTOR = 3.0
@@ -38,8 +40,9 @@ class StationView:
 
     station: str
     region: str = "?"
-    state: str = "unknown"          # online | offline, as last reported
+    state: str = "unknown"          # online | offline, from presence
     reason: str | None = None
+    since: float | None = None      # wall: when the current presence state began
     seen: float | None = None       # wall time the last status was issued (see module doc)
     interval_s: float = 30.0
     alarms_active: int = 0
@@ -48,33 +51,12 @@ class StationView:
     beacon: bool | None = None
     faults: tuple[str, ...] = ()
     outbox_pending: int = 0
+    version: str | None = None
     last_ack_latency_ms: float | None = None
-    boot_id: str | None = None      # of the latest online status
+    boot_id: str | None = None      # of the latest birth
     session: int = -1
     old_boots: tuple[str, ...] = ()
     late_wills: int = 0
-
-
-def _parse_time(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _number(value: Any, default: float | None = None) -> float | None:
-    return float(value) if type(value) in (int, float) else default
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    """``value`` if it is a JSON object, else an empty one (a malformed document shows blanks)."""
-    return value if isinstance(value, dict) else {}
-
-
-def _int(value: Any, default: int = 0) -> int:
-    return int(value) if type(value) in (int, float) else default
 
 
 class Desk:
@@ -95,35 +77,31 @@ class Desk:
         if not topic.startswith(self.prefix):
             return
         station, _, leaf = topic[len(self.prefix):].partition("/")
-        if not station or leaf not in ("status", "events"):
+        if not station or leaf not in LEAVES:
             return
         now = self.wall()
         with self._lock:
             self.messages += 1
             self.last_message = time.monotonic()
-            if not payload:                   # a cleared retained status: station removed
-                if leaf == "status":
+            if not payload:                   # a cleared retained document: station removed
+                if leaf in ("status", "presence"):
                     self.stations.pop(station, None)
                 return
-            try:
-                doc = json.loads(payload)
-            except ValueError:
-                self.errors += 1
-                return
-            if not isinstance(doc, dict):
+            doc = LEAVES[leaf].read(payload)
+            if doc is None or doc.station != station:
                 self.errors += 1
                 return
             view = self.stations.get(station)
             if view is None:
                 view = self.stations[station] = StationView(station)
-            if isinstance(doc.get("region"), str):
-                view.region = doc["region"]
-            if leaf == "events":
+            if doc.region is not None:
+                view.region = doc.region
+            if isinstance(doc, EventDoc):
                 _event(view, doc)
-            elif doc.get("state") == "online":
-                _online(view, doc, now, retained)
-            elif doc.get("state") == "offline":
-                _offline(view, doc, now)
+            elif isinstance(doc, HealthDoc):
+                _health(view, doc, now, retained)
+            elif isinstance(doc, PresenceDoc):
+                _presence(view, doc, now, retained)
 
     # --- per frame or snapshot ----------------------------------------------------------------
 
@@ -136,54 +114,64 @@ class Desk:
         return rows
 
 
-def _event(view: StationView, doc: dict[str, Any]) -> None:
-    if doc.get("type") == "ack":
-        view.last_ack_latency_ms = _number(doc.get("ack_latency_ms"), view.last_ack_latency_ms)
+LEAVES: dict[str, Any] = {"status": HealthDoc, "presence": PresenceDoc, "events": EventDoc}
 
 
-def _online(view: StationView, doc: dict[str, Any], now: float, retained: bool) -> None:
-    boot = doc.get("boot_id") if isinstance(doc.get("boot_id"), str) else None
-    if view.boot_id is not None and boot != view.boot_id:
-        view.old_boots = (view.old_boots + (view.boot_id,))[-OLD_BOOTS:]
-    view.boot_id, view.session = boot, _int(doc.get("session"), -1)
-    view.state, view.reason = "online", None
+def _event(view: StationView, doc: EventDoc) -> None:
+    if doc.type == EventType.ACK:
+        latency = doc.fields.get("ack_latency_ms")
+        if type(latency) in (int, float):
+            view.last_ack_latency_ms = float(latency)
+
+
+def _health(view: StationView, doc: HealthDoc, now: float, retained: bool) -> None:
     view.seen = now
-    at = _parse_time(doc.get("at"))
-    host = _mapping(doc.get("host"))
-    if retained and at is not None and host.get("clock_synced", True) is not False:
-        view.seen = min(now, at)          # a retained status is as old as it says
-    view.interval_s = _number(doc.get("interval_s"), 30.0) or 30.0
-    alarms = _mapping(doc.get("alarms"))
-    view.alarms_active = _int(alarms.get("active"))
-    view.oldest_unacked_s = _number(alarms.get("oldest_unacked_s"))
-    outputs = _mapping(doc.get("outputs"))
-    view.siren, view.beacon = bool(outputs.get("siren")), bool(outputs.get("beacon"))
-    faults = doc.get("faults")
-    view.faults = tuple(str(f) for f in faults) if isinstance(faults, list) else ()
-    view.outbox_pending = _int(doc.get("outbox_pending"))
+    if retained and doc.at is not None and doc.clock_synced is not False:
+        view.seen = min(now, doc.at)      # a retained status is as old as it says
+    if view.state == "unknown":           # no presence seen (yet): the status says it ran
+        view.state, view.since = "online", view.seen
+    elif view.state == "offline" and view.since is None:
+        view.since = view.seen
+    view.interval_s = doc.interval_s
+    view.alarms_active = doc.alarms_active
+    view.oldest_unacked_s = doc.oldest_unacked_s
+    view.siren, view.beacon = doc.siren, doc.beacon
+    view.faults = doc.faults
+    view.outbox_pending = doc.outbox_pending
+    view.version = doc.version
 
 
-def is_late_will(view: StationView, doc: dict[str, Any]) -> bool:
-    """Does this offline status come from a connection older than the latest online one?"""
+def is_late_will(view: StationView, doc: PresenceDoc) -> bool:
+    """Does this offline presence come from a connection older than the latest birth?"""
     if view.state != "online" or view.boot_id is None:
         return False
-    boot, session = doc.get("boot_id"), _number(doc.get("session"))
-    if boot in view.old_boots:
+    if doc.boot_id in view.old_boots:
         return True                       # a process that has since been replaced
-    if session is None:
+    if doc.session is None:
         return False
-    if boot == view.boot_id:
-        return session < view.session      # an earlier connection of this process
-    return session <= view.session         # an unknown process with an older session
+    if doc.boot_id == view.boot_id:
+        return doc.session < view.session  # an earlier connection of this process
+    return doc.session <= view.session     # an unknown process with an older session
 
 
-def _offline(view: StationView, doc: dict[str, Any], now: float) -> None:
+def _presence(view: StationView, doc: PresenceDoc, now: float, retained: bool) -> None:
+    if doc.state == StationState.ONLINE:
+        if view.boot_id is not None and doc.boot_id != view.boot_id:
+            view.old_boots = (view.old_boots + (view.boot_id,))[-OLD_BOOTS:]
+        view.boot_id, view.session = doc.boot_id, doc.session if doc.session is not None else -1
+        if view.state != "online":
+            view.since = doc.at or now
+        view.state, view.reason = "online", None
+        return
     if is_late_will(view, doc):
         view.late_wills += 1
         return
+    if view.state != "offline":
+        # A will carries no time: one received live went out now; one delivered retained at
+        # subscribe is as old as the last status at most (the best this desk can know).
+        view.since = doc.at or (view.seen if retained else now)
     view.state = "offline"
-    view.reason = str(doc.get("reason") or "?")
-    view.seen = now
+    view.reason = doc.reason or "?"
     view.siren = view.beacon = None       # unknown while offline
 
 
@@ -199,14 +187,11 @@ def _row(v: StationView, now: float) -> dict[str, Any]:
         "outputs": {"siren": v.siren, "beacon": v.beacon}, "faults": list(v.faults),
         "outbox_pending": v.outbox_pending, "last_ack_latency_ms": v.last_ack_latency_ms,
         "age_s": None if age is None else round(age, 1),
-        "last_seen": None if v.seen is None else _rfc3339(v.seen),
-        "interval_s": v.interval_s,
+        "last_seen": None if v.seen is None else rfc3339(v.seen),
+        "last_status_at": None if v.seen is None else rfc3339(v.seen),
+        "since": None if v.since is None else rfc3339(v.since),
+        "interval_s": v.interval_s, "version": v.version,
     }
-
-
-def _rfc3339(wall: float) -> str:
-    return datetime.fromtimestamp(wall, tz=timezone.utc).isoformat(
-        timespec="seconds").replace("+00:00", "Z")
 
 
 def trouble(row: dict[str, Any]) -> str:
@@ -335,8 +320,7 @@ class Subscription:
         from ..protocol import station_topic
         self.desk = desk
         self.subscribed = threading.Event()
-        self.topics = [(station_topic(args.root, "+", "status"), 1),
-                       (station_topic(args.root, "+", "events"), 1)]
+        self.topics = [(station_topic(args.root, "+", leaf), 1) for leaf in LEAVES]
         self.client = client_from_args(args)
         # paho annotates int seconds; it only sleeps them, so a fraction works.
         self.client.reconnect_delay_set(0.5, 10)  # type: ignore[arg-type]

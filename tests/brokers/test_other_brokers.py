@@ -98,9 +98,14 @@ def test_queued_while_offline_alarmed_once(tmp_path, other, hq, start_station):
     kind, _ = other
     cfg = config(tmp_path, other)
     s = start_station(cfg)
-    hq.wait_status(lambda d: d["state"] == "online", timeout=15)
+    # This process's birth: the broker may still hold an earlier test's retained documents.
+    hq.wait_presence(lambda d: d["state"] == "online" and d["boot_id"] == s.station.boot_id,
+                     timeout=15)
     s.stop()
-    hq.wait_status(lambda d: d["state"] == "offline")
+    # This process's clean stop (an older retained presence may say offline too), then a
+    # moment for the broker to handle the DISCONNECT that follows it.
+    hq.wait_presence(lambda d: d["state"] == "offline" and d["boot_id"] == s.station.boot_id)
+    time.sleep(0.3)
     ids = [f"q-{i}" for i in range(5)]
     for cid in ids + ["q-2"]:                   # one repeated id (an HQ re-send)
         hq.complaint(cid, priority="urgent")

@@ -90,7 +90,7 @@ def test_broker_sigkill_with_persistence(tmp_path, start_station, persistent_bro
     hq_.wait_acked(["pk-live"])
 
     s.stop()                                               # station offline ...
-    hq.wait_status(lambda d: d["state"] == "offline")
+    hq.wait_presence(lambda d: d["state"] == "offline")
     for i in range(5):
         hq_.send(f"pk-queued-{i}", wait=True)              # ... complaints queue at the broker
     wait_broker_saved(broker)                              # autosave (1 s) wrote them

@@ -450,13 +450,14 @@ def test_crash_while_disk_full_loses_no_alarm(broker, hq, tmp_path, harness, fig
             if hq.of_type("fault"):
                 break
         hq.wait_event("fault", fault="storage")
+        crashed = hq.status[STATION]["boot_id"]
         st.kill()
         st.start()                                      # the disk is still full
 
         def all_sounding() -> bool:
             d.answer_resyncs()                          # HQ re-sends what has no ack
-            doc = hq.status.get(STATION) or {}
-            return doc.get("state") == "online" and \
+            doc = hq.status.get(STATION) or {}         # the new process's health document
+            return doc.get("boot_id") != crashed and \
                 doc.get("alarms", {}).get("active") == len(d.sent)
         wait_for(all_sounding, 15, what=f"all {len(d.sent)} unacknowledged alarms sounding")
         assert st.pins()["beacon"]

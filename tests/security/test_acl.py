@@ -214,15 +214,15 @@ def test_station_cannot_publish_on_other_topics(access, secure_hq, clients, prot
 
 
 def test_forged_last_will_is_not_published(access, secure_hq, clients):
-    """A will on another station's status (a fake "offline" when the forger drops) never
+    """A will on another station's presence (a fake "offline" when the forger drops) never
     arrives; a station's own will does."""
     hq = secure_hq
-    forger = clients(STATION, will=(f"{ROOT}/station/{OTHER_STATION}/status",
+    forger = clients(STATION, will=(f"{ROOT}/station/{OTHER_STATION}/presence",
                                     b'{"v":1,"state":"offline","forged":true}'))
-    own = clients(NEIGHBOUR, will=(f"{ROOT}/station/{NEIGHBOUR}/status",
+    own = clients(NEIGHBOUR, will=(f"{ROOT}/station/{NEIGHBOUR}/presence",
                                    b'{"v":1,"state":"offline","reason":"lost"}'))
     for c in (forger, own):                      # drop the TCP connection: no DISCONNECT
         c.c.socket().shutdown(socket.SHUT_RDWR)
-    hq.wait_status(lambda d: d["state"] == "offline", station=NEIGHBOUR)
+    hq.wait_presence(lambda d: d["state"] == "offline", station=NEIGHBOUR)
     time.sleep(0.5)
-    assert OTHER_STATION not in hq.status
+    assert OTHER_STATION not in hq.presence

@@ -66,7 +66,7 @@ def test_no_secret_in_logs_status_events_or_cli_output(tmp_path, ca):
         broker.start()
         hq.wait_status(lambda d: d["state"] == "online" and d["session"] >= 2, timeout=20)
         assert station.terminate() == 0
-        hq.wait_status(lambda d: d["state"] == "offline")
+        hq.wait_presence(lambda d: d["state"] == "offline")
     finally:
         if station.proc is not None and station.proc.poll() is None:
             station.proc.kill()
