@@ -511,7 +511,7 @@ class PresenceDoc:
         if doc is None or not isinstance(doc.get("station"), str):
             return None
         try:
-            state = StationState(doc.get("state"))
+            state = StationState(str(doc.get("state")))
         except ValueError:
             return None
         session = doc.get("session")

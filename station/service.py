@@ -644,7 +644,7 @@ class Station:
     }
 
 
-_COUNTED = {EventType.ALERTING: "complaints", EventType.ACK: "acks",
+_COUNTED: dict[str, str] = {EventType.ALERTING: "complaints", EventType.ACK: "acks",
             EventType.REJECTED: "rejected"}
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from station.protocol import (
     MAX_PAYLOAD, Command, Complaint, Rejection, Topics, complaint_payload, event,
-    encode, presence, StationState, OfflineReason, PresenceDoc, HealthDoc, EventDoc, parse_command, parse_complaint, rfc3339,
+    EventDoc, HealthDoc, OfflineReason, PresenceDoc, StationState, encode, parse_command,
+    parse_complaint, presence, rfc3339,
 )
 
 REGION = "sumsel-prabumulih"

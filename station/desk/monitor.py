@@ -120,7 +120,7 @@ LEAVES: dict[str, Any] = {"status": HealthDoc, "presence": PresenceDoc, "events"
 def _event(view: StationView, doc: EventDoc) -> None:
     if doc.type == EventType.ACK:
         latency = doc.fields.get("ack_latency_ms")
-        if type(latency) in (int, float):
+        if isinstance(latency, (int, float)) and not isinstance(latency, bool):
             view.last_ack_latency_ms = float(latency)
 
 

@@ -142,7 +142,15 @@ def test_bad_input_refused_through_this_broker(tmp_path, other, hq, start_statio
                                    if e["payload_sha256"] in expected)
     wait_for(lambda: sum(ours().values()) >= len(payloads), 30, what="rejected events")
     time.sleep(0.5)
-    assert ours() == expected                       # one rejected per payload
+    # Every payload refused, none alarmed. RabbitMQ delivers each once, so each is refused
+    # once; amqtt 0.12 sometimes delivers a QoS 1 message twice to a persistent session (seen
+    # after a take-over by the same client id earlier in the module), and the station cannot
+    # tell a second copy of an unreadable payload from a new one: refused again, never alarmed.
+    got = ours()
+    assert set(got) == set(expected)
+    assert all(got[h] >= n for h, n in expected.items())
+    if kind == "rabbitmq":
+        assert got == expected
     assert hq.of_type("alerting") == [] and not s.relay_on("siren")
     others = [e["detail"] for e in hq.of_type("rejected") if e["payload_sha256"] not in expected]
     print(f"\n{kind}: {len(payloads)} fuzzed payloads → {sum(ours().values())} rejected, "
