@@ -318,7 +318,8 @@ def test_install_upgrade_purge_in_a_throwaway_root(debs: tuple[Path, Path], unpa
         out = root.run(f"dpkg-reconfigure {NAME}")
         transcript("dpkg-reconfigure", out)
         assert "check-config OK" in out, out
-        assert f"venv-{old_version}-cp311-x86_64: kept" in out, out  # not deleted under a running service
+        # the venv a running service uses is kept, not deleted under it
+        assert f"venv-{old_version}-cp311-x86_64: kept" in out, out
         root.run(f"test -L /etc/systemd/system/multi-user.target.wants/{NAME}.service")
 
         events = root.popen("mosquitto_sub", "-p", str(port), "-W", "40",
