@@ -25,10 +25,11 @@ from hypothesis import strategies as st
 from jsonschema import Draft7Validator
 
 from helpers import (
-    REGION, ROOT, STATION, wait_for,
+    HQ, REGION, ROOT, STATION, Mosquitto, RunningStation, station_config, wait_for,
 )
 from station import protocol
 from station.desk.clients import make_client
+from station.store import Store
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.yaml"
 DOC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
@@ -166,7 +167,96 @@ class Tap:
         self.client.loop_stop()
 
 
-# (real-station tests: added once presence lands)
+@pytest.mark.slow
+@pytest.mark.broker
+def test_what_a_real_station_publishes_validates(tmp_path: Path) -> None:
+    """One station on mosquitto is driven through every event type; each document it
+    publishes validates against its schema, and every event type was seen."""
+    broker = Mosquitto(tmp_path / "broker").start()
+    tap = Tap(broker.port)
+    hq = HQ(broker.port)
+    synced = [False]
+    cfg = station_config(tmp_path, broker.port, alarm={"siren_max_s": 0.3},
+                         heartbeat={"interval_s": 1})
+    # The station had a session before; this fresh broker has none: `resync_request`.
+    (tmp_path / "state").mkdir()
+    with Store(tmp_path / "state" / "state.db") as store:
+        store.set_meta("session_known", "1")
+        store.set_meta("session_ok_at", str(time.time() - 60))
+    s = RunningStation(cfg, synced=lambda: synced[0])
+    try:
+        wait_for(lambda: tap.on("status"), 10, what="first status")
+        tap.wait_event("fault", fault="clock_unsynced")
+        synced[0] = True
+        tap.wait_event("fault_cleared", fault="clock_unsynced")
+
+        hq.complaint("c-1", priority="urgent")
+        tap.wait_event("alerting", complaint_id="c-1")
+        tap.wait_event("escalated", complaint_id="c-1")
+        s.press()
+        tap.wait_event("ack", complaint_id="c-1", method="button")
+
+        hq.complaint("c-2", priority="emergency")
+        tap.wait_event("alerting", complaint_id="c-2")
+        hq.command("ack", cmd_id="k-1", complaint_id="c-2", by="desk-operator")
+        tap.wait_event("ack", complaint_id="c-2", method="remote")
+        hq.command("test", cmd_id="k-2", seconds=0.2)
+        tap.wait_event("selftest", trigger="remote")
+        hq.command("status", cmd_id="k-3")
+        hq.command("reboot", cmd_id="k-4")
+        tap.wait_event("cmd_result", cmd_id="k-4", ok=False)
+
+        hq.complaint("", raw=b'{"v":1,"id":"c-3","region":"elsewhere"}')
+        hq.complaint("", raw=b"not json")
+        hq.complaint("", raw=b'{"v":2,"id":"c-4","region":"' + REGION.encode() + b'"}')
+        hq.complaint("", raw=b"x" * (protocol.MAX_PAYLOAD + 1))
+        hq.client.publish(f"{ROOT}/station/{STATION}/cmd",
+                          b'{"v":1,"cmd_id":"k-5","cmd":7}', qos=1).wait_for_publish(5)
+        tap.wait_event("rejected", count=5)
+        tap.wait_event("cmd_result", cmd_id="k-5", cmd=None)
+        tap.wait_event("resync_request")
+    finally:
+        s.stop()
+        hq.close()
+    try:
+        presence = wait_for(lambda: [p for p in tap.on("presence")
+                                     if p.get("reason") == "shutdown"], 5,
+                            what="clean-stop presence")
+    finally:
+        tap.close()
+        broker.stop()
+
+    seen = {e["type"] for e in tap.on("events")}
+    assert seen == {str(t) for t in protocol.EventType}
+    problems = []
+    for event in tap.on("events"):
+        problems += [f"{event['type']}: {m}" for m in errors(EVENT_SCHEMA[event["type"]], event)]
+        problems += [f"{event['type']} as Event: {m}" for m in errors("Event", event)]
+    for status in tap.on("status"):
+        problems += [f"status: {m}" for m in errors("Status", status)]
+    births = [p for p in tap.on("presence") if p.get("state") == "online"]
+    assert births and presence
+    for doc in births + presence:
+        problems += [f"presence: {m}" for m in errors("Presence", doc)]
+    assert problems == []
+
+
+@pytest.mark.slow
+def test_the_last_will_of_a_killed_station_validates(tmp_path: Path, broker: Mosquitto,
+                                                     station_process: Any) -> None:
+    tap = Tap(broker.port)
+    try:
+        proc = station_process(station_config(tmp_path, broker.port))
+        proc.start()
+        wait_for(lambda: [p for p in tap.on("presence") if p.get("state") == "online"], 15,
+                 what="birth")
+        proc.kill()
+        will = wait_for(lambda: [p for p in tap.on("presence") if p.get("reason") == "lost"],
+                        10, what="last will")
+    finally:
+        tap.close()
+    assert errors("Presence", will[-1]) == []
+    assert "at" not in will[-1]
 
 
 # --- the schemas can fail: a renamed or missing field breaks them ------------------------------
