@@ -41,9 +41,10 @@ OUTSIDE = [
 
 
 def markdown_files() -> list[Path]:
-    """README.md, docs/*.md and every README.md below config/, firmware/ and bench/."""
+    """README.md, docs/*.md and every README.md below config/, firmware/, bench/, systemd/,
+    packaging/ and debian/."""
     found = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    for top in ("config", "firmware", "bench", "systemd", "debian"):
+    for top in ("config", "firmware", "bench", "systemd", "packaging", "debian"):
         found += sorted((ROOT / top).rglob("README.md")) if (ROOT / top).is_dir() else []
     return found
 
