@@ -33,7 +33,8 @@ pytestmark = pytest.mark.slow
 NAME = "polres-station"
 CONF = "/etc/polres-station/station.yaml"
 STATE = "/var/lib/polres-station"
-TOOLS = ("dpkg-deb", "lintian", "unshare", "nsenter", "ip", "apt-get", "systemd-analyze")
+TOOLS = ("dpkg-deb", "lintian", "unshare", "nsenter", "ip", "apt-get", "systemd-analyze",
+         "runuser", "dpkg-trigger", "mosquitto_sub")
 PREVIOUS = "0.1.0.dev1"  # the "previous build" the upgrade starts from; sorts before any 0.1.0
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
              "DEBIAN_FRONTEND": "noninteractive"}
