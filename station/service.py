@@ -25,16 +25,16 @@ from .alarms import (
     AckCommand, ButtonEdge, Decision, FaultChange, FeedbackEdge, Input, Machine,
     NewComplaint, Outputs, SelfTestCommand, SilenceCommand, Tick,
 )
-from .config import Config
+from .config import Config, Pattern
 from .errors import HardwareError
 from .hardware import Hardware
 from .heartbeat import Identity, Schedule, clock_synced, host_figures, status
 from .link import Connected, Disconnected, Inbound, Link, SubscribeRefused
 from .outbox import IDLE_WAKE_S, Outbox, Write
 from .protocol import (
-    COUNTERS, Command, CommandName, Complaint, EventType, Fault, OfflineReason, Rejection,
-    RejectReason, StationState, Topics, Trigger, encode, event, parse_command, parse_complaint,
-    presence, rfc3339,
+    COUNTERS, ButtonState, Command, CommandName, Complaint, EventType, Fault, OfflineReason,
+    Rejection, RejectReason, StationState, Topics, Trigger, encode, event, parse_command,
+    parse_complaint, presence, rfc3339,
 )
 from .store import AlarmRow, SeenFilter, Store, open_state, temporary_copy_path
 
@@ -62,6 +62,22 @@ class LocalCommand:
     reply: Callable[[bool, str], None] | None = None
 
 
+@dataclass(frozen=True)
+class StationView:
+    """A read-only snapshot of the station for local displays (the demo's panel): values, never
+    a handle on the loop's state. Build it with :meth:`Station.view`."""
+
+    station: str
+    region: str
+    link_up: bool                     # connected to a broker now
+    siren: Pattern | None             # the cadence the siren relay drives (None: off)
+    beacon: bool
+    button: ButtonState
+    alarms: tuple[dict[str, Any], ...]   # active alarms, oldest first (as in the status)
+    faults: tuple[Fault, ...]
+    outbox_pending: int               # events not yet confirmed by the broker
+
+
 class Station:
     """The station service. ``start()`` returns once GPIO is set up (not waiting for the
     broker); ``run()`` loops until ``stop()``; outputs are off on every exit path.
@@ -76,6 +92,7 @@ class Station:
                  synced: Callable[[], bool] = clock_synced,
                  on_progress: Callable[[str], None] | None = None,
                  on_status: Callable[[str], object] | None = None,
+                 on_event: Callable[[dict[str, Any]], object] | None = None,
                  wake_s: float = IDLE_WAKE_S) -> None:
         self.config = config
         self._wake_s = wake_s
@@ -83,6 +100,7 @@ class Station:
         self._clock, self._wall, self._synced_probe = clock, wall, synced
         self._on_progress = on_progress or (lambda part: None)
         self._on_status = on_status or (lambda summary: None)
+        self._on_event = on_event or (lambda doc: None)
         self._pin_factory = pin_factory
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -105,7 +123,6 @@ class Station:
         self.store: Store | None = None
         self.outbox: Outbox | None = None
         self.link: Link | None = None
-        self.last_events: list[dict[str, Any]] = []   # for local views (demo)
         # Counters since start, in every status (complaints alarmed, acks, rejected messages,
         # broker connections after the first).
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
@@ -478,10 +495,13 @@ class Station:
     def _envelope(self, type_: str, fields: dict[str, Any]) -> dict[str, Any]:
         doc = event(type_, fields, station=self.ident.station, region=self.ident.region,
                     wall=self._wall(), clock_synced=self._synced)
-        self.last_events = (self.last_events + [doc])[-20:]
         counter = _COUNTED.get(type_)
         if counter is not None:
             self.counters[counter] += 1
+        try:
+            self._on_event(doc)
+        except Exception:  # noqa: BLE001 — an observer's bug must not cost the event
+            log.exception("event observer failed")
         return doc
 
     def _to_wall(self, mono: float) -> float:
@@ -574,6 +594,27 @@ class Station:
         if self.link is None or not self.link.connected:
             return  # the birth message on the next connect carries it
         self.link.publish(self.topics.status, encode(doc), qos=1, retain=True)
+
+    def view(self, now: float | None = None) -> StationView:
+        """What a local display shows, read now: safe from any thread (a read the loop
+        interrupts — "dictionary changed size during iteration" — is tried again)."""
+        assert self.machine is not None and self.outbox is not None
+        assert self.hardware is not None and self.link is not None
+        now = self._clock() if now is None else now
+        m = self.machine
+        for attempt in range(5):
+            try:
+                return StationView(
+                    station=self.ident.station, region=self.ident.region,
+                    link_up=self.link.connected, siren=self.hardware.siren.pattern,
+                    beacon=m.outputs.beacon, button=m.button_state,
+                    alarms=tuple(m.active_alarms(now)), faults=tuple(sorted(m.faults)),
+                    outbox_pending=self.outbox.pending)
+            except RuntimeError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.001)
+        raise AssertionError("unreachable")
 
     def status_doc(self, now: float | None = None) -> dict[str, Any]:
         assert self.machine is not None and self.outbox is not None

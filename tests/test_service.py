@@ -84,6 +84,26 @@ def _acked(path, cid: str) -> bool:
     return row is not None and row.state == "acked"
 
 
+def test_local_views_read_the_observer_and_the_view_not_the_loop(broker, hq, tmp_path,
+                                                                start_station):
+    """A local display (the demo) gets the station's events from its observer and a frozen
+    view; it never holds the machine, the outbox or the link."""
+    seen: list[dict] = []
+    s = start_station(station_config(tmp_path, broker.port), on_event=seen.append)
+    hq.wait_status(lambda d: d["state"] == "online")
+    idle = s.station.view()
+    assert idle.link_up and idle.alarms == () and idle.siren is None and not idle.beacon
+    hq.complaint("view-1", priority="emergency")
+    alert = hq.wait_event("alerting", complaint_id="view-1")[0]
+    assert [e["event_id"] for e in seen if e["type"] == "alerting"] == [alert["event_id"]]
+    v = s.station.view()
+    assert [a["complaint_id"] for a in v.alarms] == ["view-1"]
+    assert v.siren is not None and v.beacon and v.button == "released"
+    with pytest.raises(AttributeError):
+        v.beacon = False                        # frozen: a copy, not the station's state
+    assert not hasattr(s.station, "last_events")
+
+
 def test_duplicates_and_bad_messages_never_alarm(broker, hq, tmp_path, start_station):
     s = start_station(station_config(tmp_path, broker.port))
     hq.wait_status(lambda d: d["state"] == "online")

@@ -321,6 +321,8 @@ class Demo:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.station: Any = None
+        # The station's own events as it hands them to its outbox (its event observer).
+        self.station_events: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self.factory: Any = None
         self.hq: SimulatedHQ | None = None
         self.button: ButtonDriver | None = None
@@ -334,7 +336,8 @@ class Demo:
         from ..service import Station
         self.broker.start()
         self.factory = MockFactory()
-        self.station = Station(self.config, pin_factory=self.factory)
+        self.station = Station(self.config, pin_factory=self.factory,
+                               on_event=self.station_events.append)
         self.station.start()
         self._spawn(self.station.run, "station")
         self.button = ButtonDriver(self.factory.pin(BUTTON_PIN), active_low=True)
@@ -377,7 +380,7 @@ class Demo:
         """A forgery the station must refuse: during an alarm a ``silence`` under the desk's
         kid, else a complaint under HQ's."""
         assert self.hq is not None and self.station is not None
-        alarm = bool(self.station.status_doc()["alarms"]["active"])
+        alarm = bool(self.station.view().alarms)
         return self.hq.forge("demo-desk" if alarm else "demo-hq", silence=alarm)
 
     def relay_on(self, name: str) -> bool:

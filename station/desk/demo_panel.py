@@ -1,10 +1,10 @@
 """The demo panel: a snapshot of the running demo as plain data, and the rich renderable built
 from it.
 
-``snapshot(demo)`` is the one function that reads live state (the station's alarm machine, its
-mock pins and outbox, what HQ received); everything after it — ``PanelState`` →
-``render_panel()`` and the text helpers — is a pure function of that snapshot. rich is imported
-only when rendering, so the headless demo runs without it.
+``snapshot(demo)`` is the one function that reads live state (the station's read-only view, the
+events it reported to its observer, the mock pins, what HQ received); everything after it —
+``PanelState`` → ``render_panel()`` and the text helpers — is a pure function of that snapshot.
+rich is imported only when rendering, so the headless demo runs without it.
 
 Complaint summaries (personal data) are never part of the snapshot.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..config import Pattern
 from ..protocol import EventType, Priority
@@ -71,32 +71,20 @@ def snapshot(demo: Demo) -> PanelState:
     st, hq = demo.station, demo.hq
     assert st is not None and hq is not None
     now = time.monotonic()
-    machine = st.machine
-    alarms = _retry(lambda: machine.active_alarms(now), [])
-    faults = sorted(_retry(lambda: machine.faults, {}))
-    siren = st.hardware.siren.pattern if st.hardware is not None else None
+    v = st.view(now)
+    alarms = list(v.alarms)
     return PanelState(
-        station=st.config.station.id, region=st.config.station.region,
+        station=v.station, region=v.region,
         broker=f"{demo.broker.kind} {demo.broker.address}", broker_up=demo.broker.running,
-        link_up=bool(st.link and st.link.connected),
-        siren_on=demo.relay_on("siren"), siren_pattern=_pattern_text(siren, alarms),
+        link_up=v.link_up,
+        siren_on=demo.relay_on("siren"), siren_pattern=_pattern_text(v.siren, alarms),
         beacon_on=demo.relay_on("beacon"),
-        button=machine.button_state + (" (held)" if demo.button and demo.button.down else ""),
-        alarms=alarms, outbox_pending=st.outbox.pending, faults=faults,
-        events=[_event_line(e, hq.delivered) for e in list(st.last_events)[-8:]],
+        button=v.button + (" (held)" if demo.button and demo.button.down else ""),
+        alarms=alarms, outbox_pending=v.outbox_pending, faults=list(v.faults),
+        events=[_event_line(e, hq.delivered) for e in list(demo.station_events)[-8:]],
         heartbeat=_heartbeat_text(hq.status, hq.presence, now), sent=len(hq.sent),
         acked=len(hq.acked),
         log=list(demo.log_tail.lines), desk=desk_command(demo.broker.port))
-
-
-def _retry(read: Callable[[], Any], default: Any) -> Any:
-    """Read the machine from this thread; a concurrent change may interrupt one iteration."""
-    for _ in range(5):
-        try:
-            return read()
-        except RuntimeError:        # "dictionary changed size during iteration"
-            time.sleep(0.001)
-    return default
 
 
 def _pattern_text(pattern: Pattern | None, alarms: list[dict[str, Any]]) -> str:
