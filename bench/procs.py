@@ -14,6 +14,12 @@
         {"op": "relay"}    → {"on": [...], "off": [...]}  siren relay transitions since last call
         {"op": "mem"}      → {"rss_kb": …, "anon_kb": …}  after gc.collect()
         {"op": "connected"}→ {"connected": bool}
+        {"op": "hold", "n": N} → {"pending": …}  the outbox stops sending (as with the broker
+                             away; complaints still arrive) and N filler events are queued
+        {"op": "release_hold"} → {"pending": …}  the outbox sends again (re-reads the outbox)
+        {"op": "pending"}  → {"pending": …}  events not yet confirmed by the broker
+        {"op": "commits"}  → {"s": [...]}  durations of the writer's commits that stored events
+                             since the last call (Store.commit, timed in the writer thread)
         {"op": "stop"}     → {"stopped": true} and exit
 
 ``CLOCK_MONOTONIC`` is system-wide on Linux, so the timestamps compare with the benchmark's.
@@ -102,6 +108,7 @@ def station_main(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(doc) + "\n")
         sys.stdout.flush()
 
+    commits = _time_commits(station)
     reply({"ready": connected, "pid": __import__("os").getpid()})
     try:
         for line in sys.stdin:
@@ -126,6 +133,18 @@ def station_main(args: argparse.Namespace) -> int:
                        "hwm_kb": s.get("VmHWM")})
             elif op == "connected":
                 reply({"connected": station.link.connected})
+            elif op == "hold":
+                reply({"pending": _hold(station, int(json.loads(line).get("n", 0)))})
+            elif op == "release_hold":
+                assert station.outbox is not None
+                station.outbox.link_up(station.link.connected)
+                reply({"pending": station.outbox.pending})
+            elif op == "pending":
+                assert station.outbox is not None
+                reply({"pending": station.outbox.pending})
+            elif op == "commits":
+                taken, commits[:] = list(commits), []
+                reply({"s": taken})
             elif op == "stop":
                 break
             else:
@@ -136,6 +155,45 @@ def station_main(args: argparse.Namespace) -> int:
         factory.close()
     reply({"stopped": True})
     return 0
+
+
+def _time_commits(station: Any) -> list[float]:
+    """Time the writer's ``Store.commit`` calls that store events (the durable write before
+    an event may leave), on the writer's own store instance."""
+    store = station.outbox._store
+    inner = store.commit
+    durations: list[float] = []
+
+    def timed(**kw: Any) -> Any:
+        t = time.monotonic()
+        rows = inner(**kw)
+        if rows:
+            durations.append(time.monotonic() - t)
+        return rows
+
+    store.commit = timed
+    return durations
+
+
+def _hold(station: Any, n: int) -> int:
+    """The outbox stops sending, as while the broker is away, and ``n`` harmless events
+    (``cmd_result`` of a status command) join the outbox; complaints keep arriving."""
+    from station.outbox import Write
+    from station.protocol import EventType, event
+
+    outbox = station.outbox
+    outbox.link_up(False)
+    ident = station.ident
+    filler = [event(EventType.CMD_RESULT, {"cmd_id": f"bench-backlog-{i}", "cmd": "status",
+                                           "ok": True, "detail": "bench backlog filler"},
+                    station=ident.station, region=ident.region, wall=time.time(),
+                    clock_synced=True) for i in range(n)]
+    for k in range(0, n, 500):
+        outbox.submit(Write(events=filler[k:k + 500]))
+    deadline = time.monotonic() + 60
+    while outbox.pending < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return outbox.pending
 
 
 def main(argv: list[str] | None = None) -> int:
