@@ -209,6 +209,7 @@ class Outbox:
         for w in writes:
             for mid, qos, gen in w.acks:
                 self._link.ack(mid, qos, gen)
+        self._send_queued()
 
     def _commit_each(self, writes: list[Write], error: Exception) -> list[OutboxRow]:
         """Store the batch write by write, so one write that cannot be serialised costs only
@@ -316,11 +317,18 @@ class Outbox:
             while not self._ready and not self._caught_up and self._storage_ok:
                 self._refill(sending)
             if not self._ready:
-                return
+                break
             row = self._ready.popleft()
             self._cursor = max(self._cursor, row.seq)
             mid = self._link.publish(self._topic, row.payload, qos=1)
             self._inflight[mid] = row.seq
+        self._send_queued()
+
+    def _send_queued(self) -> None:
+        """Hand what was published to the socket from this thread, when the link can."""
+        send = getattr(self._link, "send_queued", None)
+        if send is not None:
+            send()
 
     def _refill(self, sending: set[int]) -> None:
         assert self._store is not None

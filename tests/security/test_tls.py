@@ -107,3 +107,23 @@ def test_bad_certificates_refused_at_the_handshake_for_any_client(tmp_path, ca, 
         assert [r for r in connacks if not getattr(r, "is_failure", True)] == []
     finally:
         broker.stop()
+
+
+def test_burst_over_tls_keeps_the_stream_whole_and_in_order(tmp_path, ca, secure_broker,
+                                                            secure_hq, start_station):
+    """The outbox thread writes its events and PUBACKs itself while paho's thread reads the
+    same TLS connection (one lock between them): a burst must arrive whole, in seq order."""
+    from station.protocol import complaint_payload
+
+    hq = secure_hq
+    cfg = station_config(tmp_path, secure_broker.port, broker={"tls": tls_files(ca, STATION)})
+    start_station(cfg)
+    hq.wait_status(lambda d: d["state"] == "online")
+    n = 300
+    for i in range(n):
+        hq.client.publish(f"polri/110/region/{REGION}/complaints",
+                          complaint_payload(complaint_id=f"tb-{i}", region=REGION), qos=1)
+    alerts = hq.wait_event("alerting", count=n, timeout=60)
+    assert sorted(a["complaint_id"] for a in alerts) == sorted(f"tb-{i}" for i in range(n))
+    seqs = [e["seq"] for e in hq.events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) == seqs[-1] - seqs[0] + 1
