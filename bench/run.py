@@ -170,6 +170,9 @@ class Broker:
             f"set_tcp_nodelay {'true' if nodelay else 'false'}",
             # mosquitto's default 1000 would make a full queue look like a station loss
             "max_queued_messages 10000",
+            # as config/mosquitto/mosquitto.conf (mosquitto's default is 20): the station
+            # PUBACKs after its durable write, so the window bounds a burst per commit
+            "max_inflight_messages 64",
             "log_dest stderr", "log_type error", "log_type warning",
             # as root mosquitto would drop to user `mosquitto`, who cannot write the workdir
             f"user {pwd.getpwuid(os.getuid()).pw_name}"]) + "\n")
@@ -317,7 +320,7 @@ CMD = f"{ROOT}/station/{STATION}/cmd"
 
 
 def ack_command(cid: str) -> bytes:
-    """HQ's remote acknowledgement of one complaint (SPEC §2.4)."""
+    """HQ's remote acknowledgement of one complaint (docs/INTERFACE.md §7)."""
     return json.dumps({"v": 1, "cmd_id": f"ack-{cid}", "cmd": "ack",
                        "args": {"complaint_id": cid, "by": "bench"}}).encode()
 
@@ -511,7 +514,9 @@ class Run:
     def __init__(self, workdir: Path, plan: Plan, nodelay: bool, *, full_extras: bool,
                  press_delay: float = PRESS_DELAY_S,
                  only_latency: bool = False, only_b2b: bool = False,
-                 only_backlog: bool = False, dump: Path | None = None) -> None:
+                 only_backlog: bool = False, only_burst: bool = False,
+                 dump: Path | None = None) -> None:
+        self.only_burst = only_burst
         self.only_latency = only_latency
         self.only_b2b = only_b2b
         self.only_backlog = only_backlog
@@ -538,7 +543,7 @@ class Run:
             self.desk = Desk(self.broker.port)
             self.dispatch = Dispatch(self.broker.port)
             self._wait_echo()
-            if not (self.only_latency or self.only_b2b or self.only_backlog):
+            if not (self.only_latency or self.only_b2b or self.only_backlog or self.only_burst):
                 self.phase_startup()
             t_host = mono()
             self.host = Host(station_yaml(self.workdir / "station.yaml", station=STATION,
@@ -550,11 +555,13 @@ class Run:
             self.desk.wait(lambda: any(t >= t_host and st == STATION and doc.get("state") ==
                                        "online" for t, st, doc in self.desk.status),
                            "the station's birth status")
-            if self.only_b2b or self.only_backlog:
+            if self.only_b2b or self.only_backlog or self.only_burst:
                 if self.only_b2b:
                     self.phase_b2b()
                 if self.only_backlog:
                     self.phase_backlog()
+                if self.only_burst:
+                    self.phase_burst()
                 return self.r
             self.phase_latency()
             if self.only_latency:
@@ -761,6 +768,9 @@ class Run:
         log(f"burst of {n}: the echo floor, then the station")
         self._floor_burst(n)
         payloads = [complaint(f"burst-{i}", "urgent") for i in range(n)]
+        assert self.broker.proc is not None
+        cpu0 = {"station": cpu_ns(self.host.pid), "broker": cpu_ns(self.broker.proc.pid),
+                "bench": cpu_ns(os.getpid())}
         t0 = mono()
         for p in payloads:
             self.dispatch.client.publish(COMPLAINTS, p, qos=1)
@@ -782,6 +792,11 @@ class Run:
                      if cid.startswith("burst-")]
             double = sum(v for cid, v in self.desk.repeats["alerting"].items()
                          if cid.startswith("burst-"))
+        cpu1 = {"station": cpu_ns(self.host.pid), "broker": cpu_ns(self.broker.proc.pid),
+                "bench": cpu_ns(os.getpid())}
+        # CPU per complaint of each process over the burst (2 cores: where the time goes)
+        self.r["burst_cpu_us_per_complaint"] = {k: round((cpu1[k] - cpu0[k]) / 1000 / n, 1)
+                                                for k in cpu0}
         self.r["burst_n"] = n
         self.r["burst_publish_s"] = round(t_sent - t0, 4)
         self.r["burst_s"] = round(max(times) - t0, 4) if times else None
@@ -1005,7 +1020,7 @@ def _limit_text(parts: list[tuple[str, float | None]], extra: float) -> tuple[st
 
 
 def evaluate(r: dict[str, Any]) -> list[Row]:
-    """The second edition's targets (SPEC §7) for one setting."""
+    """The second edition's targets (docs/PERFORMANCE.md) for one setting."""
     def ms(key: str) -> str:
         return "—" if r.get(key) is None else f"{r[key]:.2f} ms"
 
@@ -1226,6 +1241,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="latency rounds only (for profiling)")
     p.add_argument("--only-b2b", action="store_true",
                    help="back-to-back rounds only (for the Nagle/delayed-ACK hunt)")
+    p.add_argument("--only-burst", action="store_true",
+                   help="the floor's and the station's burst only (for profiling)")
     p.add_argument("--only-backlog", action="store_true",
                    help="outbox backlog rounds only (default broker setting)")
     p.add_argument("--dump", type=Path, help="write the raw latency samples here (prefix)")
@@ -1258,6 +1275,7 @@ def main(argv: list[str] | None = None) -> int:
                                press_delay=args.press_delay,
                                only_latency=args.only_latency,
                                only_b2b=args.only_b2b, only_backlog=args.only_backlog,
+                               only_burst=args.only_burst,
                                dump=args.dump and Path(f"{args.dump}-{key}.json")).run()
     except BenchError as e:
         log(f"FAILED: {e} (logs in {workdir})")

@@ -291,7 +291,7 @@ class Outbox:
         assert self._store is not None
         if self._storage_ok:
             try:
-                self._store.delete_outbox(seqs)
+                self._store.delete_outbox(seqs, durable=False)   # a re-send is harmless
             except StorageError as e:
                 self._storage_failed(str(e))
                 self._undeleted.extend(seqs)

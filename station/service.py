@@ -451,7 +451,11 @@ class Station:
         acks = [_ack_of(inbound)] if inbound is not None else []
         if events or rows or acks or seen:
             self._write(Write(seen=seen or [], alarms=rows, events=events, acks=acks))
-            time.sleep(0)   # yield the GIL: the writer, just woken, starts its commit now
+            if self._inbox.empty():
+                # Yield the GIL: the writer, just woken, starts its commit now rather than
+                # after this thread's log lines. Not while inputs wait (a burst): each yield
+                # is a GIL round trip the next complaint would wait for.
+                time.sleep(0)
         # Logged after the hand-over: the writer thread wakes meanwhile, then commits while
         # this thread formats (the fsync releases the GIL).
         for type_, fields in lines:

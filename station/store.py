@@ -4,7 +4,7 @@ One :class:`Store` is one ``sqlite3`` connection used by one thread at a time; e
 needs the database opens its own ``Store`` on the same file. The file is in WAL mode, so readers
 never wait for the writer and the writer never waits for readers. Every write is one explicit
 ``BEGIN IMMEDIATE … COMMIT`` with ``synchronous=FULL``: when a write method returns, the data
-survives a power cut.
+survives a power cut (a deletion of confirmed events may ask for less: :meth:`delete_outbox`).
 
 Times named ``*_at`` of type ``float`` are wall-clock seconds since the epoch (``time.time()``);
 latencies are milliseconds. Complaint summaries (personal data) are never stored.
@@ -26,7 +26,7 @@ import tempfile
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from enum import StrEnum
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
@@ -457,8 +457,9 @@ class Store:
             if seen:
                 conn.executemany(
                     "INSERT OR IGNORE INTO seen (complaint_id, seen_at) VALUES (?, ?)", seen)
-            if alarms:
-                conn.executemany(_ALARM_UPSERT, [astuple(a) for a in alarms])
+            if alarms:   # a shallow tuple: dataclasses.astuple deep-copies every value
+                conn.executemany(_ALARM_UPSERT, [tuple(getattr(a, c) for c in ALARM_COLUMNS)
+                                                 for a in alarms])
             rows = self._append_events(conn, events) if events else []
             if rows:
                 self._bound_outbox(conn)
@@ -542,14 +543,33 @@ class Store:
 
     # --- outbox -------------------------------------------------------------------------
 
-    def delete_outbox(self, seqs: Iterable[int]) -> None:
-        """Remove the rows the broker confirmed; unknown seqs are ignored."""
+    def delete_outbox(self, seqs: Iterable[int], *, durable: bool = True) -> None:
+        """Remove the rows the broker confirmed; unknown seqs are ignored.
+
+        ``durable=False`` commits without waiting for the disk (``synchronous=NORMAL`` for
+        this transaction only; the next durable commit carries it to the disk): a power cut
+        right after may bring the rows back, and they are sent again with their own
+        ``event_id`` and ``seq`` — which HQ already handles for any re-send — instead of one
+        fsync per batch of the broker's PUBACKs on the alarm path's thread."""
         params = [(int(s),) for s in seqs]
-        if params:
+        if not params:
+            return
+        if not durable:
+            self._set_synchronous("NORMAL")
+        try:
             with self._write("delete confirmed events") as conn:
                 n = self._outbox_rows_now(conn)
                 deleted = conn.executemany("DELETE FROM outbox WHERE seq = ?", params).rowcount
                 self._outbox_n = n - deleted
+        finally:
+            if not durable:
+                self._set_synchronous("FULL")
+
+    def _set_synchronous(self, level: str) -> None:
+        try:
+            self._conn.execute(f"PRAGMA synchronous = {level}")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot set synchronous={level}: {exc}") from exc
 
     def put_outbox(self, rows: Sequence[OutboxRow], *, last_seq: int) -> None:
         """Store events numbered while the database could not be written: they keep their

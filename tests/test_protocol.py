@@ -168,3 +168,13 @@ def test_complaint_payload_roundtrip():
     p = complaint_payload(complaint_id="x1", region=REGION, priority="emergency", summary="s")
     assert parse_complaint(p, region=REGION) == Complaint("x1", REGION, "emergency", summary="s")
     assert rfc3339(1764274502.0) == "2025-11-27T20:15:02.000Z"
+
+
+def test_event_ids_are_distinct_version_4_uuids():
+    import uuid as _uuid
+
+    from station.protocol import new_event_id
+
+    ids = [new_event_id() for _ in range(1000)]     # several draws of the randomness pool
+    assert len(set(ids)) == 1000
+    assert all(_uuid.UUID(i).version == 4 for i in ids)

@@ -191,6 +191,13 @@ def test_commit_stores_meta_in_the_same_transaction(store: Store) -> None:
     assert store.get_meta("faults") == "[]"      # rolled back with the batch
 
 
+def test_quick_delete_of_confirmed_events_leaves_later_writes_durable(store: Store) -> None:
+    rows = store.commit(events=[event(1), event(2)])
+    store.delete_outbox([rows[0].seq], durable=False)
+    assert [r.seq for r in store.outbox_rows()] == [rows[1].seq]
+    assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2     # FULL again
+
+
 # --- seen ids ------------------------------------------------------------------------------
 
 def test_seen_insert_ignores_existing(store: Store) -> None:
