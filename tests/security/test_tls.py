@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers import STATION, station_config, wait_for
+from helpers import REGION, STATION, station_config, wait_for
 from security.conftest import SecureBroker, SecureHQ, tls_client, tls_files
 
 
