@@ -20,8 +20,8 @@ LATENCIES = ("floor", "relay", "alerting", "ack", "ack_after_debounce", "disk_co
 KEYS = ("floor_p99_ms", "relay_p99_ms", "alerting_p99_ms", "ack_p99_ms", "burst_rate_per_s",
         "burst_lost", "burst_double", "idle_rss_mb", "idle_cpu_pct", "startup_s",
         "reconnect_s", "mem_growth_mb")
-# second edition (docs/PERFORMANCE.md): the disk floor, back to back, the floor's own burst, the outbox
-# backlog and idle memory over its floor
+# second edition (docs/PERFORMANCE.md): the disk floor, back to back, the floor's own burst,
+# the outbox backlog and idle memory over its floor
 SECOND = ("disk_floor_p99_ms", "outbox_backlog_relay_p99_ms", "outbox_backlog_commit_p99_ms",
           "idle_rss_over_floor_mb", "burst_floor_rate_per_s", "burst_vs_floor",
           "relay_b2b_p90_ms", "relay_b2b_p99_ms", "alerting_b2b_p90_ms", "alerting_b2b_p99_ms",
