@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv check test test-fast demo bench clean broker-tools not-a-station deb deb-tools deb-depends
+.PHONY: venv check test test-fast demo bench bench-desk clean broker-tools not-a-station deb deb-tools deb-depends screenshots
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,10 @@ broker-tools: not-a-station
 	@command -v systemd-analyze >/dev/null 2>&1 || { \
 	  echo "systemd-analyze missing: installing systemd (tests verify the unit file)"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd; }
+	@# The web desk's browser tests (tests/desk) drive Debian's chromium through chromedriver.
+	@{ test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; } || { \
+	  echo "chromium/chromedriver missing: installing them (tests/desk drive a real browser)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 	@command -v openssl >/dev/null 2>&1 || { \
 	  echo "openssl missing: installing it (tests/security make a test CA)"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl; }
@@ -84,6 +88,15 @@ demo: venv
 # docs/PERFORMANCE.md. BENCH_ARGS=--quick: ~45 s, into bench/.work/results-quick.json.
 bench: venv broker-tools
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The web desk's screenshots in docs/ (desk-wall.png, desk-detail.png): a real mosquitto, the
+# real station killed with an alarm, simulated stations around it, Debian's chromium (~30 s).
+screenshots: venv broker-tools
+	$(BIN)/python tests/desk/screenshots.py docs
+
+# The web desk at 2,000 stations (bench/results-desk.json; ~1 min): page usable, update p99.
+bench-desk: venv broker-tools
+	$(BIN)/python bench/desk.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache station/_version.py

@@ -58,7 +58,7 @@ setup(
     version=build_version(),
     description="Polres Call Center 110 station controller (Raspberry Pi, MQTT, GPIO)",
     packages=find_packages(include=["station", "station.*"]),
-    package_data={"station": ["py.typed"]},
+    package_data={"station": ["py.typed"], "station.desk.web": ["static/*"]},
     python_requires=">=3.11",
     install_requires=[
         "paho-mqtt>=2.1,<3",
@@ -83,9 +83,11 @@ setup(
         # jsonschema: tests/test_asyncapi.py checks the station's payloads against
         # docs/asyncapi.yaml with it. ruff and mypy: `make check` (run by `make test`);
         # types-PyYAML: the yaml types for mypy. wheel: packaging/build_deb.py builds the
-        # station's wheel without build isolation (offline).
+        # station's wheel without build isolation (offline). selenium: the web desk's browser
+        # tests drive Debian's chromium through chromedriver (no browser download); the web
+        # desk itself (station.desk.web) needs only the standard library (http.server).
         "test": ["pytest>=8", "hypothesis>=6", "jsonschema>=4.18", "ruff>=0.5", "mypy>=1.10",
-                 "types-PyYAML", "wheel"],
+                 "types-PyYAML", "wheel", "selenium>=4.20"],
     },
     entry_points={"console_scripts": ["polres-station=station.cli:main"]},
 )

@@ -2,7 +2,7 @@
 
 The station side (``run``, ``check-config``, ``status``, ``history``, ``outputs-off``,
 ``quarantine-db``, ``selftest``, ``firmware-config``, ``timesync-config``) runs on the Pi.
-The desk and HQ side (``send-complaint``, ``send-command``, ``monitor``, ``demo``)
+The desk and HQ side (``send-complaint``, ``send-command``, ``monitor``, ``desk``, ``demo``)
 lives in :mod:`station.desk` and is imported only when its subcommand is chosen. Exit codes:
 :class:`station.terminal.Exit`.
 """
@@ -307,6 +307,8 @@ PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
                "station.keygen"),
     "send-command": ("send ack/silence/test/status to a station; prints its cmd_result",
                      "station.desk.command"),
+    "desk": ("the national desk's web wall: every station, trouble first, kept in SQLite",
+             "station.desk.web.cli"),
 }
 
 
