@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from http.cookiejar import CookieJar
@@ -37,7 +36,7 @@ class DeskProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, wait_broker: bool = True) -> "DeskProcess":
+    def start(self, *, wait_broker: bool = True) -> DeskProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "ab")
         self.proc = subprocess.Popen(

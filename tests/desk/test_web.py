@@ -72,7 +72,7 @@ def test_api_metrics_healthz(desk: DeskProcess, publisher: Any) -> None:
     for key in ("station", "region", "state", "reason", "since", "last_status_at",
                 "alarms_active", "oldest_unacked_s", "faults", "version"):
         assert key in rows["st-ok"], key
-    status_, listed = http.get("/api/stations")
+    _, listed = http.get("/api/stations")
     assert [r["station"] for r in listed][0] == "st-dark"          # trouble first
 
     detail = wait_for(lambda: len(http.get("/api/stations/st-ok")[1]["events"]) == 3

@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", default=DEFAULT_LISTEN,
                    help="HOST:PORT the page is served on (default %(default)s)")
     p.add_argument("--db", type=Path, default=DEFAULT_DB,
-                   help="the desk's SQLite database (default %(default)s: $STATE_DIRECTORY or the working directory)")
+                   help="the desk's SQLite database (default %(default)s: in $STATE_DIRECTORY, "
+                        "else the working directory)")
     p.add_argument("--unacked-alert-s", type=float, default=120.0, metavar="S",
                    help="an alarm unacknowledged longer than S seconds calls for attention "
                         "(default %(default)s)")

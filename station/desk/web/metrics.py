@@ -58,7 +58,7 @@ def render(desk: Desk) -> str:
     _family(out, "polres_desk_ack_latency_seconds", "histogram",
             "Alerting to acknowledgment, from the ack events received since the desk started.")
     cumulative = 0
-    for bound, n in zip(ACK_BUCKETS_S, m.ack_buckets):
+    for bound, n in zip(ACK_BUCKETS_S, m.ack_buckets[:-1], strict=True):
         cumulative += n
         out.append(f'polres_desk_ack_latency_seconds_bucket{{le="{bound}"}} {cumulative}')
     out.append(f'polres_desk_ack_latency_seconds_bucket{{le="+Inf"}} {m.ack_count}')

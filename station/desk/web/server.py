@@ -340,12 +340,15 @@ class DeskServer(ThreadingHTTPServer):
     request_queue_size = 64
 
 
+class DeskServer6(DeskServer):
+    address_family = socket.AF_INET6
+
+
 def make_server(web: WebDesk, host: str, port: int, *, ssl_context: Any = None) -> DeskServer:
     """A bound server (not yet serving); TLS when ``ssl_context`` is given. ``port`` 0 picks
     a free port (``server.server_address``)."""
     handler = type("BoundHandler", (Handler,), {"web": web})
-    cls = type("DeskServer6", (DeskServer,), {"address_family": socket.AF_INET6}) \
-        if ":" in host else DeskServer
+    cls: type[DeskServer] = DeskServer6 if ":" in host else DeskServer
     server = cls((host, port), handler)
     if ssl_context is not None:
         server.socket = ssl_context.wrap_socket(server.socket, server_side=True)

@@ -251,5 +251,6 @@ def mark_seen(st: Station, now: float, by: str | None) -> None:
 
 
 __all__ = ["STALE_FACTOR", "View", "Trouble", "Station", "apply_status", "apply_presence",
-           "view", "trouble", "attention_since", "row", "sort_key", "time_key", "row_time_key", "mark_seen",
+           "view", "trouble", "attention_since", "row", "sort_key", "time_key", "row_time_key",
+           "mark_seen",
            "OfflineReason"]

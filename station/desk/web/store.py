@@ -168,7 +168,7 @@ class DeskStore:
                                    (*params, limit)).fetchall()
         keys = ("at", "user", "client", "station", "cmd", "cmd_id", "args", "published",
                 "signed", "ok", "detail")
-        out = [dict(zip(keys, r)) for r in rows]
+        out = [dict(zip(keys, r, strict=True)) for r in rows]
         for r in out:
             r["args"] = json.loads(r["args"])
         return out
