@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from ...protocol import HealthDoc, OfflineReason, PresenceDoc, PresenceState, rfc3339
+from ...protocol import HealthDoc, OfflineReason, PresenceDoc, StationState, rfc3339
 
 STALE_FACTOR = 3.0
 
@@ -94,12 +94,12 @@ def apply_status(st: Station, doc: HealthDoc, received: float, *, retained: bool
     if retained and doc.at is not None and doc.clock_synced is not False:
         at = min(received, doc.at)
     st.status_at = at
-    if (st.presence is not None and st.presence.state is PresenceState.OFFLINE
+    if (st.presence is not None and st.presence.state is StationState.OFFLINE
             and _older(st.presence.session, doc.session)):
         # A newer connection's status while we hold an offline presence: the birth was
         # missed (a broker node that did not replicate it); the station is back.
         st.presence = PresenceDoc(station=st.station, region=doc.region,
-                                  state=PresenceState.ONLINE, reason=None,
+                                  state=StationState.ONLINE, reason=None,
                                   boot_id=doc.boot_id, session=doc.session, at=at)
         st.since = at
     return True
@@ -116,9 +116,9 @@ def apply_presence(st: Station, doc: PresenceDoc, received: float, *, retained: 
     if old is not None and (old.state, old.boot_id, old.session, old.reason) == (
             doc.state, doc.boot_id, doc.session, doc.reason):
         return False                       # a redelivery: keep the time first recorded
-    if doc.state is PresenceState.OFFLINE and _late(st, doc):
+    if doc.state is StationState.OFFLINE and _late(st, doc):
         return False
-    if doc.state is PresenceState.ONLINE and old is not None and _older(doc.session, old.session):
+    if doc.state is StationState.ONLINE and old is not None and _older(doc.session, old.session):
         return False                       # an old birth (retained on another node)
     st.presence = doc
     st.region = doc.region or st.region
@@ -134,13 +134,13 @@ def apply_presence(st: Station, doc: PresenceDoc, received: float, *, retained: 
 def _late(st: Station, doc: PresenceDoc) -> bool:
     """A will from a connection older than the latest online presence or status?"""
     newest = [s for s in ((st.presence.session if st.presence and
-                           st.presence.state is PresenceState.ONLINE else None),
+                           st.presence.state is StationState.ONLINE else None),
                           st.health.session if st.health else None) if s is not None]
     return doc.session is not None and bool(newest) and doc.session < max(newest)
 
 
 def view(st: Station, now: float) -> View:
-    if st.presence is not None and st.presence.state is PresenceState.OFFLINE:
+    if st.presence is not None and st.presence.state is StationState.OFFLINE:
         return View.OFFLINE
     h = st.health
     if h is not None and st.status_at is not None and \
