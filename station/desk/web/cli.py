@@ -158,7 +158,11 @@ class RunningDesk:
         commander = Commander(client, root, self.store, key) if allow_commands else None
         self.web = WebDesk(self.desk, sessions=Sessions(users), send_command=commander,
                            tls=ssl_context is not None)
-        self.server = make_server(self.web, host, port, ssl_context=ssl_context)  # OSError
+        try:
+            self.server = make_server(self.web, host, port, ssl_context=ssl_context)
+        except OSError:
+            self.store.close()
+            raise
         self.loop = threading.Thread(target=self.desk.run, name="desk-loop", daemon=True)
         self.loop.start()
         self.link.start(*broker)
@@ -242,7 +246,8 @@ class DeskLink:
     def _disconnected(self, client: Any, userdata: Any, flags: Any, reason: Any,
                       props: Any) -> None:
         self.desk.broker_connected = False
-        log.warning("desk: broker connection lost: %s", reason)
+        failed = getattr(reason, "is_failure", True)     # not our own disconnect() at stop
+        (log.warning if failed else log.info)("desk: broker connection closed: %s", reason)
 
     def _message(self, client: Any, userdata: Any, msg: Any) -> None:
         try:
