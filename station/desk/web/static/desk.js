@@ -2,7 +2,7 @@
 // re-renders at most every RENDER_MS; ages are computed here from the server's clock.
 "use strict";
 
-const RENDER_MS = 150;
+const RENDER_MS = 60;
 const LIMIT = 200;                 // rows drawn (trouble first); the rest on "show all"
 const BEEP_EVERY_MS = 2000;
 const rows = new Map();            // station → row (as /api/stations)
@@ -26,6 +26,15 @@ function age(seconds) {
   if (s < 172800) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
   return `${Math.floor(s / 86400)} days`;
 }
+function since(t) {
+  // an age that moves on by itself: refreshed every second without redrawing the row
+  return t == null ? "–" : `<span class="age" data-t="${t}">${esc(age(now() - t))}</span>`;
+}
+function tickAges() {
+  for (const el of document.querySelectorAll(".age")) {
+    el.textContent = age(now() - Number(el.dataset.t));
+  }
+}
 function dur(ms) {
   // a latency: milliseconds to minutes
   if (ms == null) return "–";
@@ -46,7 +55,9 @@ function oldest(r) {
 function take(r) {
   // parsed once per row received, not at every comparison of a sort
   r._alarm = ts(r.alarm_since);
+  const old = rows.get(r.station);
   rows.set(r.station, r);
+  changed(old, r);
 }
 const LABEL = { offline_alarms: "offline with alarms", unacked_long: "alarm unacked long",
   alarm: "alarm", stale: "stale", fault: "faults", offline: "offline", ok: "ok" };
@@ -55,28 +66,28 @@ const KINDS = Object.keys(LABEL);
 // --- the wall ---------------------------------------------------------------------------------
 
 function headline(r) {
-  // The sentence a desk reads first about a station in trouble.
-  const n = r.alarms_active, o = oldest(r);
+  // The sentence a desk reads first about a station in trouble (HTML: its parts escaped).
+  const n = r.alarms_active;
   const alarms = n ? `${n} alarm${n > 1 ? "s" : ""} unacknowledged${r.state === "offline" ?
-    " at its last status" : ""}, the oldest for ${age(o)}` : "";
+    " at its last status" : ""}, the oldest for ${since(r._alarm)}` : "";
   if (r.state === "offline") {
-    return `offline since ${clock(r.since)} (${r.reason || "?"})${alarms ? ", " + alarms : ""}`;
+    return `offline since ${esc(clock(r.since))} (${esc(r.reason || "?")})${alarms ? ", " + alarms : ""}`;
   }
-  if (r.state === "stale") return `stale: no status since ${clock(r.last_status_at)}${alarms ? ", " + alarms : ""}`;
+  if (r.state === "stale") return `stale: no status since ${esc(clock(r.last_status_at))}${alarms ? ", " + alarms : ""}`;
   return alarms || "online";
 }
 
 function stateCell(r) {
-  const since = r.state === "online" ? "" :
-    `<div class="sub">since ${esc(clock(r.since))} · ${esc(age(now() - ts(r.since)))}</div>`;
+  const from = r.state === "online" ? "" :
+    `<div class="sub">since ${esc(clock(r.since))} · ${since(ts(r.since))}</div>`;
   const reason = r.reason ? ` (${esc(r.reason)})` : "";
-  return `<span class="st-${esc(r.state)}">${esc(r.state)}${reason}</span>${since}`;
+  return `<span class="st-${esc(r.state)}">${esc(r.state)}${reason}</span>${from}`;
 }
 
 function alarmCell(r) {
   if (!r.alarms_active) return "0";
   const at = r.state === "offline" ? " at last status" : "";
-  return `<b>${r.alarms_active}</b><div class="sub">oldest ${esc(age(oldest(r)))}${at}</div>`;
+  return `<b>${r.alarms_active}</b><div class="sub">oldest ${since(r._alarm)}${at}</div>`;
 }
 
 function disk(mb) {
@@ -104,7 +115,7 @@ function hostCell(r) {
 
 function rowHtml(r) {
   const cls = `${r.trouble}${r.attention ? " attention" : ""}`;
-  const last = r.last_status_at ? `${esc(clock(r.last_status_at))}<div class="sub">${esc(age(now() - ts(r.last_status_at)))} ago</div>` : "–";
+  const last = r.last_status_at ? `${esc(clock(r.last_status_at))}<div class="sub">${since(ts(r.last_status_at))} ago</div>` : "–";
   return `<tr class="${esc(cls)}" data-station="${esc(r.station)}">` +
     `<td class="station">${esc(r.station)}</td><td>${esc(r.region || "?")}</td>` +
     `<td>${stateCell(r)}</td><td class="num">${alarmCell(r)}</td>` +
@@ -119,21 +130,39 @@ function sortKey(a, b) {
 }
 
 function visible() {
-  const region = $("region").value, q = $("search").value.trim().toLowerCase();
   const out = [];
-  for (const r of rows.values()) {
-    if (region && r.region !== region) continue;
-    if (q && !r.station.includes(q) && !(r.region || "").includes(q)) continue;
-    out.push(r);
-  }
+  for (const r of rows.values()) if (matches(r)) out.push(r);
   return out.sort(sortKey);
+}
+
+// What the last full render drew: the stations in order, and the last one (the window's edge).
+let drawn = new Set(), edge = null, full = true;
+const patches = new Map();         // station → row to redraw in place
+
+function matches(r) {
+  const region = $("region").value, q = $("search").value.trim().toLowerCase();
+  return (!region || r.region === region) &&
+    (!q || r.station.includes(q) || (r.region || "").includes(q));
+}
+
+function changed(old, r) {
+  // A changed row is redrawn in place when it keeps its place; otherwise the wall is redrawn.
+  if (full) return;
+  const was = drawn.has(r.station), is = matches(r);
+  if (was && is && old && old.rank === r.rank && old._alarm === r._alarm) patches.set(r.station, r);
+  else if (was || (is && (edge === null || sortKey(r, edge) < 0))) full = true;
+  else if (old && old.trouble !== r.trouble) full = true;      // the "… more" line counts
 }
 
 function render() {
   renderTimer = null;
   lastRender = performance.now();
+  if (!full) { patch(); return; }
+  patches.clear();
   const list = visible();
   const shown = showAll ? list : list.slice(0, LIMIT);
+  drawn = new Set(shown.map((r) => r.station));
+  edge = shown.length < list.length ? shown[shown.length - 1] : null;
   let html = shown.map(rowHtml).join("");
   if (shown.length < list.length) {
     const rest = list.slice(shown.length), counts = {};
@@ -143,16 +172,36 @@ function render() {
       `search or pick a region, or <button type="button" id="show-all">show all</button></td></tr>`;
   }
   $("rows").innerHTML = html;
+  full = false;                    // only once drawn: a failed draw is tried again
   $("empty").hidden = rows.size > 0;
   renderSummary();
   renderAttention();
   renderRegions();
+  done();
+}
+
+function patch() {
+  // Rows that kept their place: redrawn one by one, the rest of the wall untouched.
+  const body = $("rows");
+  for (const [station, r] of patches) {
+    const tr = body.querySelector(`tr[data-station="${CSS.escape(station)}"]`);
+    if (tr) tr.outerHTML = rowHtml(r);
+  }
+  patches.clear();
+  renderSummary();
+  renderAttention();
+  done();
+}
+
+function done() {
   $("clock").textContent = new Date(now() * 1000).toLocaleString([], { hour12: false });
   document.body.dataset.ready = "1";
   window.deskRenders = (window.deskRenders || 0) + 1;
   (window.deskRenderMs = window.deskRenderMs || []).push(performance.now() - lastRender);
   if (window.deskRenderMs.length > 500) window.deskRenderMs.shift();
 }
+
+function redraw() { full = true; schedule(); }
 
 function schedule() {
   if (renderTimer) return;
@@ -181,15 +230,19 @@ function renderRegions() {
 
 // --- attention: red page, sound, "seen" -------------------------------------------------------
 
+let attentionKey = "";
 function renderAttention() {
   const calling = [...rows.values()].filter((r) => r.attention).sort(sortKey);
   document.body.classList.toggle("alert", calling.length > 0);
   $("attention").hidden = calling.length === 0;
   $("attention-text").textContent = calling.length ?
     `ATTENTION: ${calling.length} station${calling.length > 1 ? "s" : ""} need${calling.length > 1 ? "" : "s"} you` : "";
-  $("attention-list").innerHTML = calling.map((r) =>
-    `<div class="att"><span>${esc(r.station)} — ${esc(headline(r))}</span>` +
+  const html = calling.map((r) =>
+    `<div class="att"><span>${esc(r.station)} — ${headline(r)}</span>` +
     `<button type="button" data-seen="${esc(r.station)}">Mark seen</button></div>`).join("");
+  // redrawn only when what it says changed (not for ages: a click on "Mark seen" must land)
+  const key = html.replace(/<span class="age"[^>]*>[^<]*<\/span>/g, "");
+  if (key !== attentionKey) { attentionKey = key; $("attention-list").innerHTML = html; }
   if (calling.length && soundOn && !beepTimer) { beep(); beepTimer = setInterval(beep, BEEP_EVERY_MS); }
   if (!calling.length && beepTimer) { clearInterval(beepTimer); beepTimer = null; }
   window.deskAttention = calling.map((r) => r.station);
@@ -267,7 +320,7 @@ function detailHtml(d) {
     `<td>${esc(k.cmd)}</td><td>${k.ok == null ? (k.published ? "sent" : "NOT sent") : (k.ok ? "ok" : "refused")} ${esc(k.detail || "")}</td></tr>`).join("");
   return `<button type="button" id="detail-close">Close ✕</button>
     <h2>${esc(r.station)} <span class="sub">${esc(r.region || "")}</span></h2>
-    <div class="headline c-${esc(r.trouble)}">${esc(headline(r))}</div>
+    <div class="headline c-${esc(r.trouble)}">${headline(r)}</div>
     ${r.attention ? `<div class="actions"><button type="button" data-seen="${esc(r.station)}">Mark seen</button></div>` : ""}
     ${cmds}
     <dl>
@@ -353,9 +406,9 @@ function connect() {
   es.onmessage = (m) => {
     const msg = JSON.parse(m.data);
     if (msg.now) offset = msg.now - Date.now() / 1000;
-    if (msg.type === "snapshot") { rows.clear(); for (const r of msg.rows) take(r); }
+    if (msg.type === "snapshot") { rows.clear(); full = true; for (const r of msg.rows) take(r); }
     else if (msg.type === "rows") { for (const r of msg.rows) take(r); }
-    else if (msg.type === "removed") rows.delete(msg.station);
+    else if (msg.type === "removed") { rows.delete(msg.station); full = true; }
     window.deskLastMessage = Date.now();
     schedule();
   };
@@ -368,8 +421,8 @@ function link() {
 
 document.addEventListener("DOMContentLoaded", async () => {
   $("sound").addEventListener("click", enableSound);
-  $("region").addEventListener("change", render);
-  $("search").addEventListener("input", render);
+  $("region").addEventListener("change", redraw);
+  $("search").addEventListener("input", redraw);
   $("rows").addEventListener("click", (e) => {
     const tr = e.target.closest("tr[data-station]");
     if (tr) openDetail(tr.dataset.station);
@@ -381,14 +434,18 @@ document.addEventListener("DOMContentLoaded", async () => {
     else if (t.dataset.login || t.id === "login-open") openLogin();
     else if (t.id === "logout") post("/api/logout", {}).then(loadSession);
     else if (t.id === "detail-close") closeDetail();
-    else if (t.id === "show-all") { showAll = true; render(); }
+    else if (t.id === "show-all") { showAll = true; redraw(); }
   });
   document.addEventListener("keydown", (e) => { if (e.key === "Escape" && selected) closeDetail(); });
   $("login-form").addEventListener("submit", doLogin);
   $("login-cancel").addEventListener("click", () => $("login").close());
   await loadSession();
   connect();
-  setInterval(schedule, 1000);            // ages and the clock move on
+  setInterval(() => {                     // ages, the banner and the clock move on
+    tickAges();
+    $("clock").textContent = new Date(now() * 1000).toLocaleString([], { hour12: false });
+  }, 1000);
+  setInterval(redraw, 30000);             // and a full redraw now and then, to be sure
   const fromHash = () => {
     const m = location.hash.match(/^#station=(.+)$/);
     if (m && decodeURIComponent(m[1]) !== selected) openDetail(decodeURIComponent(m[1]));
