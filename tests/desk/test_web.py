@@ -224,3 +224,35 @@ def test_allow_commands_without_users_is_a_usage_error(broker: Mosquitto,
                         broker.address, "--allow-commands", "--db", str(tmp_path / "d.db")],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "--users" in r.stderr
+
+
+def test_commands_are_signed_when_a_key_is_given(broker: Mosquitto, tmp_path: Path,
+                                                 hq: Any, start_station: Any) -> None:
+    from helpers import STATION, station_config
+    from station.keygen import station_keys
+    station_keys(tmp_path / "keys")                  # writes hq.pem, desk.pem and the .pub.pem
+    _, _, security = station_keys(tmp_path / "trusted")   # a second pair the station trusts
+    users = tmp_path / "users"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(users), "ayu", "pw"], check=True)
+    start_station(station_config(tmp_path, broker.port, security=security))
+    results = {}
+    for label, key_dir in (("untrusted", tmp_path / "keys"), ("trusted", tmp_path / "trusted")):
+        desk = DeskProcess(broker.address, tmp_path / f"desk-{label}", "--allow-commands",
+                           "--users", str(users), "--sign-key", str(key_dir / "desk.pem"),
+                           "--kid", "desk").start()
+        try:
+            http = Http(desk.url)
+            wait_for(lambda: STATION in http.stations(), 10, what="the station on the desk")
+            http.session()
+            assert http.post("/api/login", {"user": "ayu", "password": "pw"})[0] == 200
+            http.session()                            # the logged-in session's own token
+            code, sent = http.post("/api/command", {"station": STATION, "cmd": "status"})
+            assert code == 202 and sent["signed"]
+            results[label] = sent["cmd_id"]
+        finally:
+            desk.stop()
+    assert hq.wait_event("cmd_result", cmd_id=results["trusted"])[0]["ok"] is True
+    refused = hq.wait_event("rejected", cmd_id=results["untrusted"])[0]
+    assert refused["reason"] == "bad_signature"
+    answer = hq.wait_event("cmd_result", cmd_id=results["untrusted"])[0]
+    assert answer["ok"] is False and answer["detail"].startswith("bad_signature")
