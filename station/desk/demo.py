@@ -300,6 +300,21 @@ class _LogTail(logging.Handler):
         self.lines.append(self.format(record)[:200])
 
 
+def start_web_desk(port: int, state_dir: Path) -> Any:
+    """The web desk on this demo's broker (read-only, its database in ``state_dir``), served on
+    127.0.0.1:8110, or a free port when that is taken; None if it cannot start at all."""
+    from .clients import make_client
+    from .web.cli import RunningDesk
+    for listen in (8110, 0):
+        try:
+            return RunningDesk(make_client(protocol="3.1.1", username=DEMO_USERNAME),
+                               root=ROOT, db=state_dir / "desk.db", host="127.0.0.1",
+                               port=listen, broker=("127.0.0.1", port))
+        except OSError as e:
+            log.info("web desk: 127.0.0.1:%s: %s", listen, e)
+    return None
+
+
 class Demo:
     """Broker + real station + simulated HQ. ``start()``, then ``snapshot()`` at will;
     ``close()`` stops everything (outputs off first, as the station always does)."""
@@ -326,6 +341,7 @@ class Demo:
         self.factory: Any = None
         self.hq: SimulatedHQ | None = None
         self.button: ButtonDriver | None = None
+        self.web: Any = None                  # the web desk (desk/web), read-only
         self.broker_busy = False
 
     def start(self, *, first_complaint_s: float | None = 1.0) -> Demo:
@@ -343,6 +359,7 @@ class Demo:
         self.button = ButtonDriver(self.factory.pin(BUTTON_PIN), active_low=True)
         self.hq = SimulatedHQ(self.broker.port, rng=self.rng, on_event=self._on_event,
                               key=self.hq_key)
+        self.web = start_web_desk(self.broker.port, Path(self._tmp.name))
         if first_complaint_s is not None:
             self._spawn(lambda: self._complaints(first_complaint_s), "demo-hq-complaints")
         return self
@@ -393,7 +410,7 @@ class Demo:
         self._stop.set()
         if self.station is not None:
             self.station.stop()
-        for part in (self.button, self.hq):
+        for part in (self.button, self.hq, self.web):
             if part is not None:
                 part.close()
         self.broker.close()
@@ -487,6 +504,8 @@ def run_headless(settings: DemoSettings, duration: float, *, selftest: bool = Fa
         print(f"broker {demo.broker.kind} {demo.broker.address}; station {STATION} "
               f"(region {REGION}); {duration:g} s", file=out, flush=True)
         print(f"desk view: {desk_command(demo.broker.port)}", file=sys.stderr, flush=True)
+        if demo.web is not None:
+            print(f"web desk: {demo.web.url}", file=sys.stderr, flush=True)
         assert demo.button is not None and demo.hq is not None
         if selftest:
             demo.button.press(HOLD_S)

@@ -58,6 +58,7 @@ class PanelState:
     acked: int = 0
     log: list[str] = field(default_factory=list)
     desk: str = ""
+    web: str = ""                     # the web desk's URL
 
 
 def desk_command(port: int) -> str:
@@ -84,7 +85,8 @@ def snapshot(demo: Demo) -> PanelState:
         events=[_event_line(e, hq.delivered) for e in list(demo.station_events)[-8:]],
         heartbeat=_heartbeat_text(hq.status, hq.presence, now), sent=len(hq.sent),
         acked=len(hq.acked),
-        log=list(demo.log_tail.lines), desk=desk_command(demo.broker.port))
+        log=list(demo.log_tail.lines), desk=desk_command(demo.broker.port),
+        web=demo.web.url if demo.web is not None else "")
 
 
 def _pattern_text(pattern: Pattern | None, alarms: list[dict[str, Any]]) -> str:
@@ -203,6 +205,8 @@ def render_panel(s: PanelState) -> Any:
         parts += [Text(""), Text("\n".join(s.log), style="grey50", overflow="ellipsis",
                                  no_wrap=True)]
     parts += [Text(""), Text(KEYS_HELP, style="bold cyan")]
+    if s.web:
+        parts.append(Text(f"web desk, in a browser: {s.web}", style="bold green"))
     if s.desk:
         parts.append(Text(f"desk view, in another terminal: {s.desk}", style="grey50"))
     return Panel(Group(*parts), title=f"Polres 110 demo — station {s.station} ({s.region})",

@@ -24,11 +24,6 @@ def driver() -> Iterator[Any]:
     d.quit()
 
 
-def row_of(driver: Any, station: str) -> Any:
-    found = driver.find_elements(By.CSS_SELECTOR, f'tr[data-station="{station}"]')
-    return found[0] if found else None
-
-
 def row_text(driver: Any, station: str) -> str:
     return driver.execute_script(
         "const r = document.querySelector(`tr[data-station='${arguments[0]}']`);"
@@ -91,7 +86,9 @@ def test_killed_station_with_alarm_stays_on_the_wall_until_acknowledged(
                 "document.getElementById('attention').hidden", 5, what="attention over")
 
         # the detail view: the alerting and the ack with their latencies
-        row_of(driver, STATION).click()
+        # one step in the page: a row found then clicked may be redrawn in between
+        driver.execute_script(
+            "document.querySelector(`tr[data-station='${arguments[0]}'] td`).click()", STATION)
         wait_js(driver, f"document.body.dataset.detail === '{STATION}'", what="detail open")
         wait_for(lambda: "ack" in driver.find_element(By.ID, "detail").text, 10,
                  what="the ack in the detail view")
