@@ -36,15 +36,17 @@ def install(root: Path, *args: str, python: str = sys.executable,
     return result
 
 
-def snapshot(root: Path) -> dict[str, tuple[int, str]]:
-    """Every path under root → (mode, content or link target)."""
+def snapshot(root: Path) -> dict[str, tuple[int, str | bytes]]:
+    """Every path under root → (mode, content or link target). Contents as bytes: the docs
+    installed with the package hold images (docs/desk-*.png)."""
     out = {}
     for path in sorted(root.rglob("*")):
         st = path.lstat()
+        body: str | bytes
         if stat.S_ISLNK(st.st_mode):
             body = "-> " + os.readlink(path)
         elif stat.S_ISREG(st.st_mode):
-            body = path.read_text()
+            body = path.read_bytes()
         else:
             body = ""
         out[str(path.relative_to(root))] = (st.st_mode, body)
