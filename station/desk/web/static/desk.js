@@ -119,7 +119,7 @@ function rowHtml(r) {
   return `<tr class="${esc(cls)}" data-station="${esc(r.station)}">` +
     `<td class="station">${esc(r.station)}</td><td>${esc(r.region || "?")}</td>` +
     `<td>${stateCell(r)}</td><td class="num">${alarmCell(r)}</td>` +
-    `<td>${esc((r.faults || []).join(", "))}</td><td>${esc(r.version || "–")}</td>` +
+    `<td>${esc((r.faults || []).join(", "))}</td><td class="version">${esc(r.version || "–")}</td>` +
     `<td>${hostCell(r)}</td><td class="when">${last}</td></tr>`;
 }
 
