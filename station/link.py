@@ -63,6 +63,15 @@ class Disconnected:
 
 
 @dataclass(frozen=True)
+class Unreachable:
+    """Every broker address failed in a row since the last connection (a dead cluster, or
+    one without a majority of its nodes): reported once per outage, cleared by ``Connected``."""
+
+    tried: tuple[BrokerAddress, ...]
+    last_error: str
+
+
+@dataclass(frozen=True)
 class Delivered:
     """The broker confirmed a QoS 1 publish (PUBACK for ``mid``)."""
 
@@ -129,8 +138,8 @@ class Link:
 
     ``will(session)`` returns the last-will payload for a connection number; ``next_session()``
     returns that number (persisted by the caller). Both run on paho's thread before each
-    CONNECT. ``sink`` receives ``Inbound``, ``Connected``, ``Disconnected``, ``Delivered`` and
-    ``SubscribeRefused`` values from paho's thread and must only enqueue.
+    CONNECT. ``sink`` receives ``Inbound``, ``Connected``, ``Disconnected``, ``Unreachable``,
+    ``Delivered`` and ``SubscribeRefused`` values from paho's thread and must only enqueue.
     """
 
     def __init__(self, broker: BrokerConfig, topics: Topics, *, client_id: str,
@@ -154,6 +163,13 @@ class Link:
         self._index = 0
         self._failures = 0
         self._attempt_failed = False      # this connection attempt already counted as failed
+        self._failed_in_row = 0           # connection attempts failed since the last CONNACK
+        self._unreachable_told = False
+        self._unconfirmed: dict[int, float] = {}  # QoS 1 mid → when published, until PUBACK
+        self._confirmed_early: set[int] = set()   # PUBACK handled before publish() returned
+        self._unconfirmed_lock = threading.Lock()
+        self._confirm_clock = time.monotonic     # its own: ``clock`` stamps inbound messages
+        self._puback_overdue_s = max(10.0, 2.0 * broker.keepalive)
         self._generation = 0
         self.session = 0
         self._stopping = False
@@ -238,6 +254,12 @@ class Link:
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
         """Queue a publish; returns its mid (delivery is reported as ``Delivered(mid)``)."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if qos > 0:
+            with self._unconfirmed_lock:
+                if info.mid in self._confirmed_early:
+                    self._confirmed_early.discard(info.mid)
+                else:
+                    self._unconfirmed[info.mid] = self._confirm_clock()
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             log.warning("publish on %s refused by paho: %s", topic, mqtt.error_string(info.rc))
         return info.mid
@@ -247,6 +269,29 @@ class Link:
         publishes and PUBACKs) rather than waiting for paho's network thread to wake."""
         if isinstance(self._client, _Client):
             self._client.send_queued()
+
+    def check_confirmations(self) -> bool:
+        """Drop a connection whose broker confirms nothing: a RabbitMQ node cut off from the
+        majority of its cluster keeps the TCP session and answers pings, but no publish is
+        ever PUBACKed and no complaint arrives. When the oldest publish of this connection
+        waits longer than ``max(10, 2 × keepalive)`` s, the socket is shut so paho's own
+        reconnect (and failover) takes over. Returns True when it did. Any thread."""
+        now = self._confirm_clock()
+        with self._unconfirmed_lock:
+            oldest = min(self._unconfirmed.values(), default=now)
+            waiting = len(self._unconfirmed)
+        sock = self._client.socket()
+        if (not self.connected or now - oldest < self._puback_overdue_s
+                or not isinstance(sock, socket.socket)):
+            return False
+        log.error("broker %s has confirmed no publish for %.0f s (%d waiting): dropping the "
+                  "connection", self.current_broker, now - oldest, waiting)
+        self._restart_unconfirmed_clock()
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError as e:
+            log.warning("could not shut the connection to %s: %s", self.current_broker, e)
+        return True
 
     def ack(self, mid: int, qos: int, generation: int) -> bool:
         """PUBACK an inbound message, only on the connection it arrived on.
@@ -288,9 +333,14 @@ class Link:
         if reason.is_failure:
             log.error("broker %s refused the connection: reason_code=%s", self.current_broker,
                       reason)
+            self._attempt_lost(f"refused: {reason}")
             self._failed(client, rotate=True)
             return
         self._failures = 0
+        self._failed_in_row = 0
+        self._unreachable_told = False
+        # What waited on the last connection is re-sent on this one (paho, outbox).
+        self._restart_unconfirmed_clock()
         self._set_delay(client)
         self._generation += 1
         client.subscribe([(t, self._sub_options()) for t in self._subscriptions])
@@ -310,8 +360,9 @@ class Link:
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its ``except OSError``: say why (refused, unresolvable, a
         # broker certificate this station does not trust), the technician's only clue.
-        log.warning("cannot reach broker %s: %s", self.current_broker,
-                    sys.exc_info()[1] or "no reason given")
+        why = sys.exc_info()[1] or "no reason given"
+        log.warning("cannot reach broker %s: %s", self.current_broker, why)
+        self._attempt_lost(str(why))
         self._failed(client, rotate=True)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
@@ -331,6 +382,7 @@ class Link:
             # of a dead cluster): as unreachable as a refused connection, so fail over.
             log.warning("broker %s accepted the connection but never answered: reason_code=%s",
                         self.current_broker, reason)
+            self._attempt_lost(f"no CONNACK: {reason}")
             self._failed(client, rotate=True)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -354,6 +406,11 @@ class Link:
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
         _ack_segment_now(client)
+        with self._unconfirmed_lock:
+            if self._unconfirmed.pop(mid, None) is None:
+                if len(self._confirmed_early) > 1024:   # mids of publishes not made here
+                    self._confirmed_early.clear()
+                self._confirmed_early.add(mid)
         if getattr(reason, "is_failure", False):
             log.error("broker refused publish mid=%d: reason_code=%s", mid, reason)
         if self.on_delivered is not None:
@@ -368,7 +425,23 @@ class Link:
                 log.error("subscription to %s refused: reason_code=%s", topic, reason)
                 self._sink(SubscribeRefused(topic, str(reason)))
 
+    def _restart_unconfirmed_clock(self) -> None:
+        with self._unconfirmed_lock:
+            now = self._confirm_clock()
+            self._unconfirmed = dict.fromkeys(self._unconfirmed, now)
+
     # --- reconnect policy ---------------------------------------------------------------------
+
+    def _attempt_lost(self, why: str) -> None:
+        """Count a failed connection attempt; once every address has failed in a row, tell the
+        service (once per outage: it raises a fault the desk sees when the link is back)."""
+        self._attempt_failed = True
+        self._failed_in_row += 1
+        if self._failed_in_row >= len(self._addresses) and not self._unreachable_told:
+            self._unreachable_told = True
+            log.error("no broker reachable (%s tried): %s",
+                      ", ".join(str(a) for a in self._addresses), why)
+            self._sink(Unreachable(self._addresses, why[:200]))
 
     def _failed(self, client: mqtt.Client, *, rotate: bool) -> None:
         """Back off with jitter (hundreds of stations reconnect at once after a national

@@ -95,6 +95,7 @@ class Fault(StrEnum):
     BUTTON_STUCK = "button_stuck"         # acknowledge button held too long
     MQTT_THREAD = "mqtt_thread"           # paho's network thread died
     SUBSCRIPTION = "subscription"         # the broker refused a subscription
+    BROKER_UNREACHABLE = "broker_unreachable"  # every broker address failed in a row
 
 
 class AckMethod(StrEnum):

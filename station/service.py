@@ -29,7 +29,7 @@ from .config import Config, Pattern
 from .errors import HardwareError
 from .hardware import Hardware
 from .heartbeat import Identity, Schedule, clock_synced, host_figures, status
-from .link import Connected, Disconnected, Inbound, Link, SubscribeRefused
+from .link import Connected, Disconnected, Inbound, Link, SubscribeRefused, Unreachable
 from .outbox import IDLE_WAKE_S, Outbox, Write
 from .protocol import (
     COUNTERS, ButtonState, Command, CommandName, Complaint, EventType, Fault, OfflineReason,
@@ -289,6 +289,14 @@ class Station:
         assert self.outbox is not None
         self.outbox.link_up(False)
         self.outbox.submit(Write(meta={"session_ok_at": str(self._wall())}))
+
+    def _on_unreachable(self, item: Unreachable, now: float) -> None:
+        # No broker of the list answers (a cluster without a majority keeps connections open
+        # and answers no CONNECT): the fault waits in the outbox and tells HQ, once the link is
+        # back, how long the room was cut off.
+        tried = ", ".join(str(a) for a in item.tried)
+        self._decide(FaultChange(Fault.BROKER_UNREACHABLE, True, f"{tried}: {item.last_error}"),
+                     now)
 
     def _on_subscribe_refused(self, item: SubscribeRefused, now: float) -> None:
         self._decide(FaultChange(Fault.SUBSCRIPTION, True, f"{item.topic}: {item.reason}"), now)
@@ -552,8 +560,11 @@ class Station:
     # --- connection, status, clock ------------------------------------------------------------
 
     def _connected(self, c: Connected, now: float) -> None:
-        assert self.outbox is not None and self.store is not None
+        assert self.outbox is not None and self.store is not None and self.machine is not None
         self.outbox.link_up(True)
+        if Fault.BROKER_UNREACHABLE in self.machine.faults:
+            self._decide(FaultChange(Fault.BROKER_UNREACHABLE, False, f"connected to {c.broker}"),
+                         now)
         known = self.store.get_meta("session_known") == "1"
         since = self.store.get_meta("session_ok_at")
         pending = self.store.get_meta("resync_pending") == "1"   # local state was lost
@@ -640,6 +651,8 @@ class Station:
         assert self.machine is not None
         if self.link is None or self.link.alive:
             self._on_progress("link")
+            if self.link is not None:
+                self.link.check_confirmations()
         elif Fault.MQTT_THREAD not in self.machine.faults:
             log.error("the MQTT network thread died: no complaint can reach this station; "
                       "the service watchdog will restart it")
@@ -685,7 +698,8 @@ class Station:
     _HANDLERS: ClassVar[dict[type, Callable[[Station, Any, float], None]]] = {
         Inbound: _inbound, ButtonEdge: _on_alarm_input, FeedbackEdge: _on_alarm_input,
         FaultChange: _on_fault, Connected: _connected, Disconnected: _on_disconnected,
-        SubscribeRefused: _on_subscribe_refused, LocalCommand: _on_local_command,
+        SubscribeRefused: _on_subscribe_refused, Unreachable: _on_unreachable,
+        LocalCommand: _on_local_command,
         _Stop: _on_stop,
     }
 

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import Mosquitto, free_port, wait_for
 from station.config import BrokerAddress, BrokerConfig
-from station.link import Connected, Inbound, Link
+from station.link import Connected, Inbound, Link, Unreachable
 from station.protocol import Topics
 
 TOPICS = Topics("polri/110", "st-link", "reg-a")
@@ -37,6 +37,75 @@ def test_failover_to_the_next_broker_when_primary_unreachable(tmp_path):
             link.stop()
     finally:
         standby.stop()
+
+
+@pytest.mark.broker
+def test_unreachable_once_every_address_failed_then_connected(tmp_path):
+    """A cluster without a majority: every address fails → one ``Unreachable`` (not one per
+    attempt); the next CONNACK comes as ``Connected`` and a new outage is told again."""
+    later = Mosquitto(tmp_path / "later", port=free_port())
+    cfg = BrokerConfig("127.0.0.1", free_port(),
+                       failover=(BrokerAddress("127.0.0.1", later.port),),
+                       reconnect_min_s=0.05, reconnect_max_s=0.1)
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    link = make_link(cfg, q.put)
+    link.start()
+    seen: list = []
+    try:
+        wait_for(lambda: seen.extend(_drain(q)) or
+                 (sum(isinstance(x, Connected) for x in seen) == 0 and link._failed_in_row >= 6),
+                 10, what="six failed attempts")
+        told = [x for x in seen if isinstance(x, Unreachable)]
+        assert len(told) == 1 and [a.port for a in told[0].tried] == [cfg.port, later.port]
+        later.start()
+        assert link.wait_connected(10)
+        wait_for(lambda: seen.extend(_drain(q)) or any(isinstance(x, Connected) for x in seen),
+                 5, what="Connected")
+        later.stop()
+        wait_for(lambda: seen.extend(_drain(q)) or
+                 sum(isinstance(x, Unreachable) for x in seen) == 2, 10,
+                 what="a second Unreachable for the second outage")
+    finally:
+        link.stop()
+        later.stop()
+
+
+def test_a_broker_that_confirms_nothing_is_dropped(broker):
+    """A minority RabbitMQ node keeps the connection and answers pings but PUBACKs nothing:
+    once a publish waits past max(10 s, 2 × keepalive) the link drops the connection and
+    paho reconnects (the service calls ``check_confirmations`` from its loop)."""
+    from faults.chaos import ChaosProxy
+    from station.link import Disconnected
+    proxy = ChaosProxy(broker.port).start()
+    now = [1000.0]
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    cfg = BrokerConfig("127.0.0.1", proxy.port, keepalive=5, reconnect_min_s=0.05,
+                       reconnect_max_s=0.1)
+    link = Link(cfg, TOPICS, client_id="st-link", sink=q.put)
+    link._confirm_clock = lambda: now[0]
+    link.start()
+    seen: list = []
+    try:
+        assert link.wait_connected(10)
+        link.publish(TOPICS.status, b"{}")            # confirmed at once: nothing overdue
+        wait_for(lambda: not link._unconfirmed, 5, what="PUBACK")
+        now[0] += 60
+        assert not link.check_confirmations()
+        proxy.stall()
+        link.publish(TOPICS.status, b"{}")
+        now[0] += 9.9
+        assert not link.check_confirmations(), "not yet overdue"
+        now[0] += 0.2
+        assert link.check_confirmations()
+        proxy.resume()
+        wait_for(lambda: seen.extend(_drain(q)) or
+                 (any(isinstance(x, Disconnected) for x in seen) and
+                 sum(isinstance(x, Connected) for x in seen) == 2), 10,
+                 what="dropped and connected again")
+        wait_for(lambda: not link._unconfirmed, 5, what="the publish confirmed after all")
+    finally:
+        link.stop()
+        proxy.stop()
 
 
 def test_backoff_is_jittered_and_capped():
