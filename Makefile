@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv check test test-fast demo bench bench-desk clean broker-tools not-a-station deb deb-tools deb-depends screenshots
+.PHONY: venv check test test-fast demo bench bench-desk bench-fleet clean broker-tools not-a-station deb deb-tools deb-depends screenshots
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,9 @@ broker-tools: not-a-station
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
 	  echo "mosquitto missing: installing it"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto mosquitto-clients; }
+	@command -v mosquitto_pub >/dev/null 2>&1 || { \
+	  echo "mosquitto_pub missing: installing mosquitto-clients (the cluster tests probe with it)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto-clients; }
 	@# The packaged service would grab port 1883; tests never use it.
 	@test -x /usr/lib/rabbitmq/bin/rabbitmq-server || command -v rabbitmq-server >/dev/null 2>&1 || { \
 	  echo "rabbitmq-server missing: installing it (tests/brokers start a node of their own)"; \
@@ -97,6 +100,13 @@ screenshots: venv broker-tools
 # The web desk at 2,000 stations (bench/results-desk.json; ~1 min): page usable, update p99.
 bench-desk: venv broker-tools
 	$(BIN)/python bench/desk.py
+
+# Not in CI (~8 min, ~7 GiB): 200 real station processes and a monitoring desk against the
+# three-node RabbitMQ cluster of config/rabbitmq/local-cluster.sh, 20 complaints/s while a node
+# is SIGKILLed and brought back: bench/results-cluster.json, the fleet sections of
+# docs/PERFORMANCE.md and docs/RELIABILITY.md. FLEET_ARGS="--stations 20 --before 20" to try.
+bench-fleet: venv broker-tools
+	$(BIN)/python bench/fleet.py $(FLEET_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache station/_version.py

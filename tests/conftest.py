@@ -15,7 +15,7 @@ from helpers import HQ, Mosquitto, RunningStation, StationProcess, wait_for
 # Fixtures (here and in the sub-directories' conftest.py) that start a broker.
 BROKER_FIXTURES = frozenset({
     "broker", "hq", "persistent_broker", "persistent_hq", "proxy", "secure_broker", "secure_hq",
-    "rabbitmq", "amqtt_broker",
+    "rabbitmq", "amqtt_broker", "cluster",
 })
 
 
