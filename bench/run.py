@@ -69,7 +69,8 @@ from paho.mqtt.properties import Properties  # noqa: E402
 
 from procs import proc_status  # noqa: E402
 from station.desk.clients import make_client  # noqa: E402
-from station.protocol import complaint_payload  # noqa: E402
+from station.desk.embedded_broker import free_port  # noqa: E402
+from station.protocol import complaint_payload, rfc3339  # noqa: E402
 from station import service as station_service  # noqa: E402
 
 # A complaint must meet an idle station, as in a real room: no status publish pending, and the
@@ -125,12 +126,6 @@ class BenchError(RuntimeError):
 
 def mono() -> float:
     return time.monotonic()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(values: list[float], q: float) -> float:
@@ -332,8 +327,7 @@ def ack_command(cid: str) -> bytes:
 def complaint(cid: str, priority: str = "normal") -> bytes:
     return complaint_payload(complaint_id=cid, region=REGION, priority=priority,
                              category="kejahatan", summary=SUMMARY,
-                             reported_at=datetime.now(timezone.utc).strftime(
-                                 "%Y-%m-%dT%H:%M:%SZ"))
+                             reported_at=rfc3339(time.time(), timespec="seconds"))
 
 
 # --- children -------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ class RejectReason(StrEnum):
     WRONG_REGION = "wrong_region"
     UNSUPPORTED_VERSION = "unsupported_version"
     TOO_LARGE = "too_large"
-    # Signed messages (docs/SIGNING.md); the same values as station.signing.Reason.
+    # Signed messages (docs/SIGNING.md): station.signing's refusals.
     UNSIGNED = "unsigned"
     UNKNOWN_KEY = "unknown_key"
     BAD_SIGNATURE = "bad_signature"
@@ -407,10 +407,11 @@ _ARG_CHECKS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
 
 # --- building payloads ------------------------------------------------------------------------
 
-def rfc3339(wall: float) -> str:
-    """UTC wall time as RFC 3339 with milliseconds and ``Z``."""
+def rfc3339(wall: float, *, timespec: str = "milliseconds") -> str:
+    """UTC wall time (epoch seconds) as RFC 3339 with ``Z``: milliseconds, the interface's
+    form, unless ``timespec`` says otherwise (``"seconds"`` for a person's eyes)."""
     dt = datetime.fromtimestamp(wall, tz=timezone.utc)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 class _RandomIds:

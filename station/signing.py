@@ -27,12 +27,12 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from json.encoder import encode_basestring as _quote   # C; what json.dumps(ensure_ascii=False) uses
 from typing import Any, Iterable, Mapping
 
 from .errors import StationError
+from .protocol import RejectReason
 
 SIG = "sig"                                   # the member that carries the signature
 KID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -47,14 +47,9 @@ SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 PKCS8_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
 
 
-class Reason(StrEnum):
-    """Why a message was refused; the values are ``rejected`` event reasons (same as
-    ``protocol.RejectReason``'s members of the same name)."""
-
-    UNSIGNED = "unsigned"
-    UNKNOWN_KEY = "unknown_key"
-    BAD_SIGNATURE = "bad_signature"
-    STALE = "stale"
+# Why a message was refused: a ``rejected`` event's reason (UNSIGNED, UNKNOWN_KEY,
+# BAD_SIGNATURE, STALE), one set with the protocol's own.
+Reason = RejectReason
 
 
 class CanonicalError(StationError, ValueError):

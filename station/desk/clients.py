@@ -22,11 +22,14 @@ from ..errors import PublishRefused
 
 def make_client(*, protocol: str = "5", client_id: str | None = None,
                 ca_file: Any = None, cert_file: Any = None, key_file: Any = None,
-                username: str | None = None, password_file: Any = None) -> mqtt.Client:
-    """A paho client (VERSION2 callbacks) with optional TLS and password from a file."""
+                username: str | None = None, password_file: Any = None,
+                clean_session: bool | None = None) -> mqtt.Client:
+    """A paho client (VERSION2 callbacks) with optional TLS and password from a file.
+    ``clean_session=False`` (MQTT 3.1.1 only) keeps the session on the broker."""
     proto = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
     cid = client_id or f"tool-{uuid.uuid4().hex[:12]}"
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=proto)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=proto,
+                         clean_session=clean_session)
     if ca_file is not None:
         client.tls_set(ca_certs=str(ca_file), certfile=cert_file and str(cert_file),
                        keyfile=key_file and str(key_file), cert_reqs=ssl.CERT_REQUIRED,

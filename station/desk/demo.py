@@ -38,15 +38,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from ..config import Config, parse_config
+from .clients import make_client
 from .demo_keys import key_queue
 from .demo_panel import PanelState, desk_command, render_panel, snapshot
 from .embedded_broker import DEMO_USERNAME, KINDS, EmbeddedBroker
 from ..protocol import (
-    EventType, Priority, complaint_payload, encode, region_complaints, station_topic,
+    EventType, Priority, complaint_payload, encode, region_complaints, rfc3339, station_topic,
 )
 from ..signing import SigningKey, generate, sign, sign_payload
 
@@ -184,9 +183,8 @@ class SimulatedHQ:
         self.status: Received | None = None
         self.presence: Received | None = None
         # A persistent session: the broker keeps HQ's subscriptions and queues events for it.
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="demo-hq",
-                                  protocol=mqtt.MQTTv311, clean_session=False)
-        self.client.username_pw_set(DEMO_USERNAME)
+        self.client = make_client(protocol="3.1.1", client_id="demo-hq", clean_session=False,
+                                  username=DEMO_USERNAME)
         # paho annotates int seconds; it only sleeps them, so a fraction works.
         self.client.reconnect_delay_set(0.2, 2.0)  # type: ignore[arg-type]
         self.client.on_connect = self._connected
@@ -245,7 +243,7 @@ class SimulatedHQ:
             payload = complaint_payload(
                 complaint_id=cid, region=REGION, priority=priority,
                 category=self._rng.choice(CATEGORIES), summary=FAKE_SUMMARY,
-                reported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                reported_at=rfc3339(time.time(), timespec="seconds"))
             if self._key is not None:
                 topic = region_complaints(ROOT, REGION)
                 payload = sign_payload(payload, topic, self._key)
@@ -268,7 +266,7 @@ class SimulatedHQ:
             doc = json.loads(complaint_payload(
                 complaint_id=f"forged-{self._rng.randrange(10**6):06d}", region=REGION,
                 priority="emergency", category="kejahatan",
-                reported_at=datetime.now(timezone.utc).isoformat(timespec="seconds")))
+                reported_at=rfc3339(time.time(), timespec="seconds")))
         self.client.publish(topic, encode(sign(doc, topic, intruder)), qos=1)
         return f"forged {'silence' if silence else 'complaint'} under kid {kid}"
 

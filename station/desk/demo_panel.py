@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..config import Pattern
-from ..protocol import EventType, Priority
+from ..protocol import EventType, Priority, parse_time
 from .embedded_broker import DEMO_USERNAME
 
 if TYPE_CHECKING:
@@ -101,10 +101,8 @@ def _pattern_text(pattern: Pattern | None, alarms: list[dict[str, Any]]) -> str:
 def _clock_text(at: str | None) -> str:
     if not at:
         return "--:--:--"
-    try:
-        return datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone().strftime("%H:%M:%S")
-    except ValueError:
-        return "--:--:--"
+    wall = parse_time(at)
+    return "--:--:--" if wall is None else datetime.fromtimestamp(wall).strftime("%H:%M:%S")
 
 
 def _event_figure(e: dict[str, Any]) -> str:

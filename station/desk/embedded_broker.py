@@ -32,6 +32,7 @@ DEMO_USERNAME = "demo"
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the demo's broker, the benchmarks, the tests)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
