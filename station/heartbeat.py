@@ -128,3 +128,35 @@ class Schedule:
     @property
     def next_at(self) -> float:
         return self._next
+
+
+class StatusPacer:
+    """When the status goes out after a change: not before ``settle_s`` after it (the change's
+    events are handed to the disk first) and at most once per ``min_gap_s``. Times are
+    monotonic seconds; the caller publishes and says so with :meth:`published`."""
+
+    def __init__(self, min_gap_s: float, settle_s: float) -> None:
+        self.min_gap_s = min_gap_s
+        self.settle_s = settle_s
+        self.pending = False
+        self._changed_at = 0.0
+        self._last = 0.0
+
+    def changed(self, now: float) -> None:
+        if not self.pending:
+            self.pending = True
+            self._changed_at = now
+
+    def due_at(self) -> float | None:
+        """When the pending status is due; None when nothing changed."""
+        if not self.pending:
+            return None
+        return max(self._last + self.min_gap_s, self._changed_at + self.settle_s)
+
+    def due(self, now: float) -> bool:
+        at = self.due_at()
+        return at is not None and now >= at
+
+    def published(self, now: float) -> None:
+        self.pending = False
+        self._last = now

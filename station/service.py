@@ -28,7 +28,7 @@ from .alarms import (
 from .config import Config, Pattern
 from .errors import HardwareError
 from .hardware import Hardware
-from .heartbeat import Identity, Schedule, clock_synced, host_figures, status
+from .heartbeat import Identity, Schedule, StatusPacer, clock_synced, host_figures, status
 from .link import Connected, Disconnected, Inbound, Link, SubscribeRefused, Unreachable
 from .outbox import IDLE_WAKE_S, Outbox, Write
 from .protocol import (
@@ -36,7 +36,7 @@ from .protocol import (
     Rejection, RejectReason, StationState, Topics, Trigger, encode, event, parse_command,
     parse_complaint, presence, rfc3339,
 )
-from .store import AlarmRow, SeenFilter, Store, open_state, temporary_copy_path
+from .store import AlarmRow, SeenIds, Store, open_state, temporary_copy_path
 
 log = logging.getLogger("station")
 
@@ -103,20 +103,13 @@ class Station:
         self._on_event = on_event or (lambda doc: None)
         self._pin_factory = pin_factory
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._recent: OrderedDict[str, None] = OrderedDict()
-        # No disk read before a new complaint's siren: ids this process remembered, and (once
-        # loaded in the background) those the store held when it started.
-        self._seen_here = SeenFilter()
-        self._seen_before: SeenFilter | None = None
         self.boot_id = str(uuid.uuid4())
         self._started_mono = clock()
         self.ident = Identity(config.station.id, config.station.region, self.boot_id,
                               wall(), config.heartbeat.interval_s)
         self._synced = True
         self._stopping = threading.Event()
-        self._status_dirty = False
-        self._status_dirty_at = 0.0
-        self._status_last = 0.0
+        self._status = StatusPacer(STATUS_MIN_GAP_S, STATUS_SETTLE_S)
         self._heartbeat = Schedule(config.heartbeat.interval_s, clock)
         self.hardware: Hardware | None = None
         self.machine: Machine | None = None
@@ -157,7 +150,10 @@ class Station:
                              can_prune=lambda: self._synced, wake_s=self._wake_s)
         self.link.on_delivered = self.outbox.delivered
         self.outbox.start()
-        threading.Thread(target=self._load_seen_filter, name="seen-filter", daemon=True).start()
+        # No disk read before a new complaint's siren (store.SeenIds).
+        self._seen = SeenIds(self.store, recent=RECENT_IDS)
+        threading.Thread(target=self._seen.load, args=(lambda: self._open_store(check=False),),
+                         name="seen-filter", daemon=True).start()
         if opened.fault is not None:
             self._decide(FaultChange(Fault.STORAGE, True, opened.fault), now)
         self._resume(now)
@@ -237,8 +233,9 @@ class Station:
         deadline = self.machine.next_deadline()
         if deadline is not None:
             due.append(deadline)
-        if self._status_dirty:
-            due.append(self._status_due())
+        status_at = self._status.due_at()
+        if status_at is not None:
+            due.append(status_at)
         return max(0.0, min(due) - now)
 
     def _tick(self) -> None:
@@ -250,17 +247,9 @@ class Station:
         self._check_link(now)
         if self._heartbeat.due(now):
             self._check_clock(now)
-            self._status_changed(now)
-        if self._status_dirty and now >= self._status_due():
+            self._status.changed(now)
+        if self._status.due(now):
             self.publish_status(now)
-
-    def _status_changed(self, now: float) -> None:
-        if not self._status_dirty:
-            self._status_dirty = True
-            self._status_dirty_at = now
-
-    def _status_due(self) -> float:
-        return max(self._status_last + STATUS_MIN_GAP_S, self._status_dirty_at + STATUS_SETTLE_S)
 
     def _dispatch_safely(self, item: Any) -> None:
         try:
@@ -276,9 +265,6 @@ class Station:
             log.warning("ignored an input the loop does not handle: %s", type(item).__name__)
             return
         handler(self, item, self._clock())
-
-    def _on_alarm_input(self, item: ButtonEdge | FeedbackEdge, now: float) -> None:
-        self._decide(item, now)
 
     def _on_fault(self, item: FaultChange, now: float) -> None:
         self._decide(item, now)
@@ -305,9 +291,6 @@ class Station:
         ok, detail = self._command(item.cmd, item.args, Trigger.CLI, now)
         if item.reply is not None:
             item.reply(ok, detail)
-
-    def _on_stop(self, item: _Stop, now: float) -> None:
-        pass  # wakes the loop; run() sees the stop flag
 
     def _inbound(self, msg: Inbound, now: float) -> None:
         if msg.error is not None:
@@ -337,11 +320,11 @@ class Station:
             if late is not None:
                 self._refuse_unsigned(msg, late)
                 return
-        if self._seen(parsed.id):
+        if parsed.id in self._seen:
             log.info("complaint %s already seen; not alarmed again", parsed.id)
             self._write(Write(acks=[_ack_of(msg)]))
             return
-        self._remember(parsed.id)
+        self._seen.add(parsed.id)
         reporting.redact(parsed.summary)   # never to Sentry, even inside an error message
         log.debug("complaint %s summary: %s", parsed.id, parsed.summary)
         self._decide(NewComplaint.from_complaint(parsed), now, inbound=msg,
@@ -474,7 +457,7 @@ class Station:
         for note in d.notes:
             log.info("%s", note)
         if d.status_changed:
-            self._status_changed(relay_at)
+            self._status.changed(relay_at)
         if any(e.type in (EventType.FAULT, EventType.FAULT_CLEARED) for e in d.events):
             self._write(Write(meta={"faults": json.dumps(self.machine.faults)}))  # type: ignore[union-attr]
         if gpio_error and retry:
@@ -520,43 +503,6 @@ class Station:
     def _to_wall(self, mono: float) -> float:
         return self._wall() - (self._clock() - mono)
 
-    # --- duplicates ---------------------------------------------------------------------------
-
-    def _seen(self, complaint_id: str) -> bool:
-        if complaint_id in self._recent:
-            return True
-        before = self._seen_before
-        if (before is not None and complaint_id not in before
-                and complaint_id not in self._seen_here):
-            return False                          # certain: no disk read before the siren
-        assert self.store is not None
-        try:
-            return self.store.is_seen(complaint_id)
-        except Exception:  # noqa: BLE001 — unreadable store: alarm rather than stay silent
-            log.exception("cannot check complaint id %s; treating as new", complaint_id)
-            return False
-
-    def _remember(self, complaint_id: str) -> None:
-        self._recent[complaint_id] = None
-        self._seen_here.add(complaint_id)
-        if len(self._recent) > RECENT_IDS:
-            self._recent.popitem(last=False)
-
-    def _load_seen_filter(self) -> None:
-        """Thread: a filter of the ids stored before this process began (its own connection;
-        until it is handed over, every id not in ``_recent`` is looked up in the store). Ids
-        this process remembers meanwhile are in ``_seen_here``, so the snapshot may miss them."""
-        try:
-            with self._open_store(check=False) as store:
-                loaded = SeenFilter.sized_for(store.seen_count())
-                for complaint_id in store.seen_ids():
-                    loaded.add(complaint_id)
-        except Exception as e:  # noqa: BLE001 — without it every id is simply looked up
-            log.warning("complaint ids not loaded into memory (%s); looking each one up", e)
-            return
-        self._seen_before = loaded
-        log.debug("%d stored complaint ids loaded into the duplicate filter", loaded.count)
-
     # --- connection, status, clock ------------------------------------------------------------
 
     def _connected(self, c: Connected, now: float) -> None:
@@ -601,8 +547,7 @@ class Station:
 
     def publish_status(self, now: float) -> None:
         """Publish the retained status now (birth, heartbeat, change, ``status`` command)."""
-        self._status_dirty = False
-        self._status_last = now
+        self._status.published(now)
         doc = self.status_doc(now)
         link = "online" if self.link is not None and self.link.connected else "broker unreachable"
         self._on_status(f"{link}; {doc['alarms']['active']} active alarm(s); outbox "
@@ -690,17 +635,17 @@ class Station:
         if not rows:
             return
         for r in rows:
-            self._remember(r.complaint_id)
+            self._seen.add(r.complaint_id)
         self._apply(self.machine.resume([r.resumed(wall) for r in rows], now))
 
     # What the loop does with each input it takes from the inbox (paho's confirmations go
     # straight to the outbox's writer, not through here).
-    _HANDLERS: ClassVar[dict[type, Callable[[Station, Any, float], None]]] = {
-        Inbound: _inbound, ButtonEdge: _on_alarm_input, FeedbackEdge: _on_alarm_input,
+    _HANDLERS: ClassVar[dict[type, Callable[[Station, Any, float], object]]] = {
+        Inbound: _inbound, ButtonEdge: _decide, FeedbackEdge: _decide,
         FaultChange: _on_fault, Connected: _connected, Disconnected: _on_disconnected,
         SubscribeRefused: _on_subscribe_refused, Unreachable: _on_unreachable,
         LocalCommand: _on_local_command,
-        _Stop: _on_stop,
+        _Stop: lambda station, item, now: None,     # wakes the loop; run() sees the flag
     }
 
 

@@ -25,6 +25,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -769,6 +770,56 @@ class SeenFilter:
         h1, h2 = h & 0xFFFF_FFFF, (h >> 32) | 1      # double hashing; odd step
         return [(h1 + i * h2) & self._mask for i in range(self._hashes)]
 
+
+
+class SeenIds:
+    """Has a complaint id been seen before? For a new id (the usual case) the answer needs no
+    disk read before the siren once :meth:`load` has run: the ids this process saw (the last
+    ``recent`` exactly, all of them in a filter), a filter of those the store held when the
+    process began, and the store itself only for a filter's "maybe". Used by one thread (the
+    loop), except :meth:`load`, which runs in a thread of its own."""
+
+    def __init__(self, store: Store, *, recent: int = 4096) -> None:
+        self._store = store
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._recent_max = recent
+        self._here = SeenFilter()
+        self.before: SeenFilter | None = None     # the stored ids, once loaded
+
+    def __contains__(self, complaint_id: str) -> bool:
+        """True if seen; an unreadable store answers False: alarm rather than stay silent."""
+        if complaint_id in self._recent:
+            return True
+        before = self.before
+        if before is not None and complaint_id not in before and complaint_id not in self._here:
+            return False                          # certain: no disk read before the siren
+        try:
+            return self._store.is_seen(complaint_id)
+        except Exception:  # noqa: BLE001 — unreadable store: alarm rather than stay silent
+            log.exception("cannot check complaint id %s; treating as new", complaint_id)
+            return False
+
+    def add(self, complaint_id: str) -> None:
+        self._recent[complaint_id] = None
+        self._here.add(complaint_id)
+        if len(self._recent) > self._recent_max:
+            self._recent.popitem(last=False)
+
+    def load(self, open_store: Callable[[], Store]) -> None:
+        """Thread: a filter of the ids stored before this process began, read on a connection
+        of its own from ``open_store()``. Until it is in place every id not recently seen is
+        looked up; ids added meanwhile are in this process's own filter, which the snapshot
+        may miss. A failure is logged: every id is then simply looked up."""
+        try:
+            with open_store() as store:
+                loaded = SeenFilter.sized_for(store.seen_count())
+                for complaint_id in store.seen_ids():
+                    loaded.add(complaint_id)
+        except Exception as e:  # noqa: BLE001 — without it every id is simply looked up
+            log.warning("complaint ids not loaded into memory (%s); looking each one up", e)
+            return
+        self.before = loaded
+        log.debug("%d stored complaint ids loaded into the duplicate filter", loaded.count)
 
 # --- the state directory unusable: a temporary copy ---------------------------------------------
 

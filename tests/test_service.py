@@ -145,7 +145,7 @@ def test_duplicates_known_before_a_restart_are_refused_without_reading_new_ids(
     first.stop()
     s = start_station(cfg)
     hq.wait_status(lambda d: d["state"] == "online" and d["boot_id"] == s.station.boot_id)
-    wait_for(lambda: s.station._seen_before is not None, what="stored ids loaded")
+    wait_for(lambda: s.station._seen.before is not None, what="stored ids loaded")
     lookups: list[str] = []
     is_seen = s.station.store.is_seen
     s.station.store.is_seen = lambda cid: lookups.append(cid) or is_seen(cid)
