@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -23,7 +24,8 @@ class DeskProcess:
     """``polres-station desk`` on a free loopback port, its database in the test's directory."""
 
     def __init__(self, broker_address: str, workdir: Path, *extra: str,
-                 db: Path | None = None, port: int | None = None) -> None:
+                 db: Path | None = None, port: int | None = None,
+                 https_ca: Path | None = None) -> None:
         self.broker_address = broker_address
         self.workdir = workdir
         self.db = db or workdir / "desk.db"
@@ -31,9 +33,13 @@ class DeskProcess:
         self.extra = list(extra)
         self.log = workdir / "desk.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        # served over TLS (--tls-cert): the CA that signed its certificate
+        self.context = ssl.create_default_context(cafile=str(https_ca)) if https_ca else None
 
     @property
     def url(self) -> str:
+        if self.context is not None:
+            return f"https://localhost:{self.port}"
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, wait_broker: bool = True) -> DeskProcess:
@@ -50,7 +56,8 @@ class DeskProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"desk exited {self.proc.returncode}: {self.log_text()}")
             try:
-                with urllib.request.urlopen(self.url + path, timeout=1) as r:
+                with urllib.request.urlopen(self.url + path, timeout=1,
+                                            context=self.context) as r:
                     return r.status == 200
             except urllib.error.HTTPError as e:
                 return not wait_broker and e.code == 503
@@ -76,9 +83,11 @@ class DeskProcess:
 class Http:
     """A browser-like HTTP client of the desk: keeps its cookies, sends the CSRF token."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, context: ssl.SSLContext | None = None) -> None:
         self.base = base
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(CookieJar()),
+            urllib.request.HTTPSHandler(context=context))
         self.csrf: str | None = None
 
     def get(self, path: str) -> tuple[int, Any]:
