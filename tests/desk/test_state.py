@@ -151,3 +151,11 @@ def test_trouble_order() -> None:
     kinds = ["ok", "offline", "fault", "stale", "alarm", "unacked_long", "offline_alarms"]
     rows = sorted((S.row(made(k), T0 + 1, ALERT_S) for k in kinds), key=S.sort_key)
     assert [r["trouble"] for r in rows] == kinds[::-1]
+
+
+def test_a_birth_without_any_health_document_reads_stale() -> None:
+    st = S.Station("st-1")
+    S.apply_presence(st, pres(at=T0), T0, retained=False)
+    assert S.view(st, T0) is S.View.STALE          # online, but nothing known of its health
+    S.apply_status(st, health(at=T0 + 0.01), T0 + 0.01, retained=False)
+    assert S.view(st, T0 + 0.02) is S.View.ONLINE

@@ -155,6 +155,9 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch(GET_ROUTES)
 
     def do_HEAD(self) -> None:  # noqa: N802
+        if self.path.split("?", 1)[0] == "/api/stream":      # a stream has no head to give
+            self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "GET the stream"})
+            return
         self._dispatch(GET_ROUTES)
 
     def do_POST(self) -> None:  # noqa: N802

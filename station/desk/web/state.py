@@ -140,11 +140,12 @@ def _late(st: Station, doc: PresenceDoc) -> bool:
 
 
 def view(st: Station, now: float) -> View:
+    """Offline when presence says so; stale when no health document was ever heard (only a
+    birth or events) or the last is older than 3 × its ``interval_s``; else online."""
     if st.presence is not None and st.presence.state is StationState.OFFLINE:
         return View.OFFLINE
     h = st.health
-    if h is not None and st.status_at is not None and \
-            now - st.status_at > STALE_FACTOR * h.interval_s:
+    if h is None or st.status_at is None or now - st.status_at > STALE_FACTOR * h.interval_s:
         return View.STALE
     return View.ONLINE
 
