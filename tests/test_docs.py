@@ -175,3 +175,23 @@ def test_the_checks_can_fail(tmp_path: Path) -> None:
     assert any(p.search("as " + "SPEC §2 says") for p, _ in OUTSIDE)
     assert any(p.search("FIELD" + "-NOTES says") for p, _ in OUTSIDE)
     assert not any(p.search("docs/FIELD" + "-NOTES.md §1; SPEC_KEYS") for p, _ in OUTSIDE)
+
+
+def modules() -> list[str]:
+    """Every module of the package, as ``desk/web/core`` (``__init__`` and the generated
+    ``_version`` aside)."""
+    package = ROOT / "station"
+    return sorted(str(p.relative_to(package).with_suffix("")) for p in package.rglob("*.py")
+                  if p.stem not in ("__init__", "_version") and "__pycache__" not in p.parts)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/DESIGN.md"])
+def test_the_code_map_names_every_module(doc: str) -> None:
+    """README's code map and DESIGN's module tables name every module by its file or module
+    name (``core.py`` or ``core``, in backquotes)."""
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    named = set(re.findall(r"`([A-Za-z_][A-Za-z0-9_./]*)`", text))
+    missing = [m for m in modules()
+               if not {m.rsplit("/", 1)[-1], m.rsplit("/", 1)[-1] + ".py", m, m + ".py",
+                       f"station/{m}.py"} & named]
+    assert missing == []
