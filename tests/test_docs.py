@@ -195,3 +195,13 @@ def test_the_code_map_names_every_module(doc: str) -> None:
                if not {m.rsplit("/", 1)[-1], m.rsplit("/", 1)[-1] + ".py", m, m + ".py",
                        f"station/{m}.py"} & named]
     assert missing == []
+
+
+def test_cli_md_lists_every_subcommand_and_exit_code() -> None:
+    from station.cli import COMMANDS, PLUGIN_COMMANDS
+    from station.terminal import Exit
+    text = (ROOT / "docs" / "CLI.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `([a-z-]+)` \|", text, re.M))
+    assert set(COMMANDS) | set(PLUGIN_COMMANDS) <= rows
+    codes = dict(re.findall(r"^\| (\d+) \| `([A-Z]+)` \|", text, re.M))
+    assert codes == {str(int(e)): e.name for e in Exit}
