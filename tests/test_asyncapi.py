@@ -242,6 +242,57 @@ def test_what_a_real_station_publishes_validates(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_what_a_station_with_keys_refuses_validates(tmp_path: Path, broker: Mosquitto) -> None:
+    """Signature refusals (unsigned, unknown key, bad signature, stale, a replayed signed
+    command) as a station with keys publishes them, and a signed complaint's alerting."""
+    from station import signing
+    from station.keygen import station_keys
+    hq_key, desk_key, security = station_keys(tmp_path / "keys")
+    stranger = signing.generate("stranger")
+    tap = Tap(broker.port)
+    hq = HQ(broker.port)
+    # A synchronised clock: only then is an old signed complaint refused as stale.
+    s = RunningStation(station_config(tmp_path, broker.port, security=security),
+                       synced=lambda: True)
+    complaints = protocol.region_complaints(ROOT, REGION)
+    cmd_topic = protocol.station_topic(ROOT, STATION, "cmd")
+
+    def complaint(cid: str, key: Any, *, reported_at: float | None = None) -> None:
+        doc = {"v": 1, "id": cid, "region": REGION, "priority": "urgent",
+               "reported_at": protocol.rfc3339(time.time() if reported_at is None
+                                               else reported_at)}
+        payload = doc if key is None else signing.sign(doc, complaints, key)
+        hq.complaint("", raw=protocol.encode(payload))
+
+    try:
+        wait_for(lambda: tap.on("status"), 10, what="first status")
+        complaint("s-1", None)
+        complaint("s-2", stranger)
+        signed = signing.sign({"v": 1, "id": "s-3", "region": REGION,
+                               "reported_at": protocol.rfc3339(time.time())}, complaints, hq_key)
+        hq.complaint("", raw=protocol.encode({**signed, "priority": "emergency"}))
+        complaint("s-4", hq_key, reported_at=time.time() - 7200)
+        complaint("s-5", hq_key)
+        tap.wait_event("alerting", complaint_id="s-5")
+        command = protocol.encode(signing.sign({"v": 1, "cmd_id": "k-1", "cmd": "status"},
+                                               cmd_topic, desk_key))
+        for _ in range(2):                                    # the second is a replay
+            hq.client.publish(cmd_topic, command, qos=1).wait_for_publish(5)
+        tap.wait_event("rejected", count=5)
+        tap.wait_event("cmd_result", count=2, cmd_id="k-1")
+    finally:
+        s.stop()
+        hq.close()
+        tap.close()
+    reasons = {e["reason"] for e in tap.events("rejected")}
+    assert reasons == {"unsigned", "unknown_key", "bad_signature", "stale"}
+    problems = []
+    for event in tap.on("events"):
+        problems += [f"{event['type']}: {m}" for m in errors(EVENT_SCHEMA[event["type"]], event)]
+    assert problems == []
+
+
+@pytest.mark.slow
 def test_the_last_will_of_a_killed_station_validates(tmp_path: Path, broker: Mosquitto,
                                                      station_process: Any) -> None:
     tap = Tap(broker.port)
