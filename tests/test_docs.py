@@ -205,3 +205,15 @@ def test_cli_md_lists_every_subcommand_and_exit_code() -> None:
     assert set(COMMANDS) | set(PLUGIN_COMMANDS) <= rows
     codes = dict(re.findall(r"^\| (\d+) \| `([A-Z]+)` \|", text, re.M))
     assert codes == {str(int(e)): e.name for e in Exit}
+
+
+def test_design_names_only_what_exists() -> None:
+    """Every ``module.Name`` DESIGN.md cites (``outbox.GROUP_MAX``, ``store.SeenIds``) exists."""
+    import importlib
+    text = (ROOT / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+    known = {m.replace("/", ".") for m in modules()}
+    missing = []
+    for module, name in set(re.findall(r"\b([a-z_]+)\.([A-Z][A-Za-z0-9_]*)\b", text)):
+        if module in known and not hasattr(importlib.import_module(f"station.{module}"), name):
+            missing.append(f"{module}.{name}")
+    assert sorted(missing) == []
