@@ -224,7 +224,8 @@ def install_file(src: Path, dest: Path, mode: int = 0o644) -> None:
 
 
 DOCS = ["README.md", "docs/*", "firmware/README.md", "firmware/config.txt.example",
-        "config/station.example.yaml", "config/mosquitto/*", "systemd/*", "packaging/README.md"]
+        "config/station.example.yaml", "config/mosquitto/*", "config/rabbitmq/*", "systemd/*",
+        "packaging/README.md"]
 
 
 def stage_docs(root: Path, version: str) -> None:

@@ -9,9 +9,11 @@ document the repository does not hold.
 """
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -217,3 +219,38 @@ def test_design_names_only_what_exists() -> None:
         if module in known and not hasattr(importlib.import_module(f"station.{module}"), name):
             missing.append(f"{module}.{name}")
     assert sorted(missing) == []
+
+
+def _shipped_by_package() -> list[str]:
+    import ast
+    text = (ROOT / "packaging" / "build_deb.py").read_text(encoding="utf-8")
+    match = re.search(r"^DOCS = (\[.*?\])", text, re.S | re.M)
+    assert match, "packaging/build_deb.py: no DOCS list"
+    return list(ast.literal_eval(match.group(1)))
+
+
+def _shipped_by_installer() -> list[str]:
+    text = (ROOT / "systemd" / "install.sh").read_text(encoding="utf-8")
+    match = re.search(r"for doc in (.*?); do", text, re.S)
+    assert match, "systemd/install.sh: no document loop"
+    return match.group(1).replace("\\\n", " ").split()
+
+
+@pytest.mark.parametrize("shipped", [_shipped_by_package, _shipped_by_installer],
+                         ids=["deb", "install.sh"])
+def test_installed_documents_keep_their_links(shipped: Any) -> None:
+    """The documents the package and the installer put under /usr/share/doc/polres-station
+    (at their repository paths) link only to documents installed with them."""
+    files = {p.relative_to(ROOT) for pattern in shipped() for p in ROOT.glob(pattern)
+             if p.is_file()}
+    assert Path("README.md") in files and Path("docs/INTERFACE.md") in files
+    broken = []
+    for rel in sorted(f for f in files if f.suffix == ".md"):
+        for target in links(ROOT / rel):
+            path = target.partition("#")[0]
+            if not path or re.match(r"^[a-z][a-z0-9+.-]*:", target):
+                continue
+            dest = Path(os.path.normpath(rel.parent / path))
+            if dest not in files and not any(f.is_relative_to(dest) for f in files):
+                broken.append(f"{rel} → {target}")
+    assert broken == []
