@@ -136,7 +136,8 @@ install -d -m 0755 "$ROOT$OPT" "$ROOT$(dirname "$LINK")" "$ROOT$DOC"
 # The documents at their repository paths, so that their relative links resolve (as in the
 # Debian package's /usr/share/doc/polres-station).
 (cd "$SOURCE" && for doc in README.md docs/* firmware/README.md firmware/config.txt.example \
-        config/station.example.yaml config/mosquitto/* config/rabbitmq/* packaging/README.md; do
+        config/station.example.yaml config/mosquitto/* config/rabbitmq/* systemd/* \
+        packaging/README.md; do
     [ -f "$doc" ] && install -D -m 0644 "$doc" "$ROOT$DOC/$doc"
 done)
 ln -sfn "$VENV/bin/$NAME" "$ROOT$LINK"
