@@ -19,7 +19,8 @@ from typing import Any, Callable, ClassVar, Mapping
 
 from .config import AlarmConfig, Pattern
 from .protocol import (
-    AckMethod, ButtonState, Complaint, EventType, Fault, Priority, SelfTestResult, Trigger,
+    AckMethod, ButtonState, CommandName, Complaint, EventType, Fault, Priority, SelfTestResult,
+    Trigger,
 )
 
 RANK = {p: i for i, p in enumerate(Priority)}  # 0 = highest
@@ -127,6 +128,21 @@ class FaultChange:
 Input = (NewComplaint | ButtonEdge | FeedbackEdge | Tick | AckCommand | SilenceCommand
          | SelfTestCommand | FaultChange)
 
+
+
+def command_input(cmd: str, args: Mapping[str, Any], origin: Trigger) -> Input | None:
+    """The machine's input for a command (remote or local, already checked by ``protocol``);
+    None for ``status`` (the shell answers it) and for an unknown command."""
+    make = _COMMAND_INPUTS.get(cmd)
+    return None if make is None else make(args, origin)
+
+
+_COMMAND_INPUTS: dict[str, Callable[[Mapping[str, Any], Trigger], Input]] = {
+    CommandName.ACK: lambda args, origin: AckCommand(args.get("complaint_id"), args.get("by")),
+    CommandName.SILENCE: lambda args, origin: SilenceCommand(),
+    CommandName.TEST: lambda args, origin: SelfTestCommand(float(args.get("seconds", 1.0)),
+                                                           trigger=origin),
+}
 
 # --- outputs ------------------------------------------------------------------------------
 

@@ -22,8 +22,8 @@ from typing import Any, Callable, ClassVar
 
 from . import __version__, reporting, signing
 from .alarms import (
-    AckCommand, ButtonEdge, Decision, FaultChange, FeedbackEdge, Input, Machine,
-    NewComplaint, Outputs, SelfTestCommand, SilenceCommand, Tick,
+    ButtonEdge, Decision, FaultChange, FeedbackEdge, Input, Machine, NewComplaint, Outputs, Tick,
+    command_input,
 )
 from .config import Config, Pattern
 from .errors import HardwareError
@@ -364,20 +364,13 @@ class Station:
 
     def _command(self, cmd: str, args: dict[str, Any], origin: Trigger, now: float,
                  msg: Inbound | None = None) -> tuple[bool, str]:
-        inputs: dict[str, Callable[[], Input]] = {
-            CommandName.ACK: lambda: AckCommand(args.get("complaint_id"), args.get("by")),
-            CommandName.SILENCE: SilenceCommand,
-            CommandName.TEST: lambda: SelfTestCommand(float(args.get("seconds", 1.0)),
-                                                      trigger=origin),
-        }
         if cmd == CommandName.STATUS:
             self.publish_status(now)
             return True, "status published"
-        make = inputs.get(cmd)
-        if make is None:
+        item = command_input(cmd, args, origin)
+        if item is None:
             return False, f"unknown command {cmd!r}"
-        decision = self._decide(make(), now)
-        return decision.reply or (True, "")
+        return self._decide(item, now).reply or (True, "")
 
     def _refuse_unsigned(self, msg: Inbound, refusal: signing.Refusal) -> None:
         """One ``rejected`` event (and, for a command with a readable ``cmd_id``, its

@@ -5,9 +5,10 @@ import pytest
 
 from station.alarms import (
     CONTINUOUS, OFF, AckCommand, ButtonEdge, FaultChange, FeedbackEdge, Machine, NewComplaint,
-    Outputs, ResumedAlarm, SilenceCommand, SelfTestCommand, Tick,
+    Outputs, ResumedAlarm, SilenceCommand, SelfTestCommand, Tick, command_input,
 )
 from station.config import DEFAULT_PATTERNS, AlarmConfig, Pattern
+from station.protocol import Trigger
 
 
 class Clock:
@@ -402,3 +403,15 @@ def test_status_views(machine, clock):
     assert machine.oldest_unacked_s(clock()) == pytest.approx(7)
     assert machine.active_alarms(clock())[0]["complaint_id"] == "a"
     assert machine.button_state == "released"
+
+
+@pytest.mark.parametrize("cmd, args, expected", [
+    ("ack", {"complaint_id": "c-1", "by": "desk"}, AckCommand("c-1", "desk")),
+    ("ack", {}, AckCommand(None, None)),
+    ("silence", {}, SilenceCommand()),
+    ("test", {"seconds": 2}, SelfTestCommand(2.0, trigger=Trigger.CLI)),
+    ("status", {}, None),                 # the shell answers it: no input for the machine
+    ("reboot", {}, None),                 # unknown
+])
+def test_command_input(cmd, args, expected):
+    assert command_input(cmd, args, Trigger.CLI) == expected
