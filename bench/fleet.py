@@ -88,6 +88,7 @@ class Dispatch:
         self.c.on_publish = self._on_publish
         self.lock = threading.Lock()
         self.pending: dict[int, tuple[str, str, float]] = {}   # mid → (cid, region, sent)
+        self.confirmed: set[int] = set()                       # PUBACKed mids
         self.published: dict[str, float] = {}                  # cid → first publish (mono)
         self.station_of: dict[str, str] = {}
         self.resent = 0
@@ -95,25 +96,29 @@ class Dispatch:
         self.c.loop_start()
 
     def _on_publish(self, c: Any, u: Any, mid: int, reason: Any, props: Any) -> None:
-        with self.lock:
-            self.pending.pop(mid, None)
+        # paho calls this holding its own message lock, and publish() takes that lock too:
+        # never wait for our lock here (it is held around nothing of paho's either).
+        self.confirmed.add(mid)
 
     def send(self, cid: str, region: str, station: str) -> None:
         doc = {"v": 1, "id": cid, "region": region, "priority": "urgent"}
+        self.published.setdefault(cid, mono())
+        self.station_of[cid] = station
+        info = self.c.publish(f"{ROOT}/region/{region}/complaints", json.dumps(doc).encode(),
+                              qos=1)
         with self.lock:
-            self.published.setdefault(cid, mono())
-            self.station_of[cid] = station
-            info = self.c.publish(f"{ROOT}/region/{region}/complaints",
-                                  json.dumps(doc).encode(), qos=1)
             self.pending[info.mid] = (cid, region, mono())
 
     def resend_unconfirmed(self, older_than_s: float = 10.0) -> None:
         now = mono()
         with self.lock:
+            for mid in [m for m in self.pending if m in self.confirmed]:
+                del self.pending[mid]
+                self.confirmed.discard(mid)
             stale = [(m, v) for m, v in self.pending.items() if now - v[2] > older_than_s]
-        for mid, (cid, region, _) in stale:
-            with self.lock:
-                self.pending.pop(mid, None)
+            for mid, _ in stale:
+                del self.pending[mid]
+        for _, (cid, region, _) in stale:
             self.resent += 1
             self.send(cid, region, self.station_of[cid])
 
