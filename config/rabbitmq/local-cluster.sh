@@ -114,7 +114,9 @@ write_files() {
 
 epmd_start() {
     local pidf="$DIR/epmd.pid"
-    if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then return; fi
+    if [ -f "$pidf" ] && grep -q "$(epmd_port)" "/proc/$(cat "$pidf")/cmdline" 2>/dev/null; then
+        return
+    fi
     port_busy "$(epmd_port)" && die "port $(epmd_port) (epmd) is taken by another process"
     setsid "$EPMD" -port "$(epmd_port)" -address 127.0.0.1 </dev/null >"$DIR/epmd.log" 2>&1 &
     echo $! > "$pidf"
@@ -122,9 +124,15 @@ epmd_start() {
 
 node_pgid() { cat "$DIR/n$1/group.pid" 2>/dev/null || true; }
 
+group_is_node() {  # PGID: its leader (or the group) is still a node of ours, or its launch
+    # (a recorded pid reused by another process is never taken for a node, nor signalled)
+    tr '\0' ' ' 2>/dev/null < "/proc/$1/cmdline" | grep -q -e rabbitmq-server -e local-cluster \
+        || ps -o args= -g "$1" 2>/dev/null | grep -q -e "$PREFIX" -e rabbitmq-server
+}
+
 node_running() {
     local g; g=$(node_pgid "$1")
-    [ -n "$g" ] && kill -0 "$g" 2>/dev/null
+    [ -n "$g" ] && group_is_node "$g"
 }
 
 node_launch() {
@@ -159,7 +167,9 @@ wait_ready() {
     while :; do
         pending=()
         for n in "$@"; do
-            node_running "$n" || { tail_log "$n"; die "node n$n exited while booting"; }
+            # Its pid, just launched by us (its command line changes while it execs).
+            kill -0 "$(node_pgid "$n")" 2>/dev/null || {
+                tail_log "$n"; die "node n$n exited while booting"; }
             mqtt_ready "$(mqtt_port "$n")" || pending+=("$n")
         done
         [ "${#pending[@]}" = 0 ] && return 0
@@ -234,7 +244,7 @@ wait_gone() {  # wait_gone PGID SECONDS
 node_stop() {
     local n=$1 g; g=$(node_pgid "$n")
     [ -n "$g" ] || return 0
-    if kill -0 -- "-$g" 2>/dev/null; then
+    if node_running "$n"; then
         kill_group "$g" TERM            # the wrapper runs `rabbitmqctl stop`-like shutdown
         wait_gone "$g" 15 || { kill_group "$g" KILL; wait_gone "$g" 5 || true; }
     fi
@@ -248,7 +258,9 @@ cmd_stop() {
     wait
     if [ -f "$DIR/epmd.pid" ]; then
         local e; e=$(cat "$DIR/epmd.pid")
-        kill_group "$e" TERM; wait_gone "$e" 5 || kill_group "$e" KILL
+        if grep -q "$(epmd_port)" "/proc/$e/cmdline" 2>/dev/null; then   # still our epmd
+            kill_group "$e" TERM; wait_gone "$e" 5 || kill_group "$e" KILL
+        fi
         rm -f "$DIR/epmd.pid"
     fi
 }
@@ -257,10 +269,11 @@ check_n() { case ${1:-} in (1|2|3) ;; (*) die "node must be 1, 2 or 3" 2;; esac;
 
 cmd_node_kill() {
     load "$1"; check_n "${2:-}"
+    node_running "$2" || { rm -f "$DIR/n$2/group.pid"; return 0; }
     local b; b=$(cat "$DIR/n$2/beam.pid" 2>/dev/null || true)
-    [ -n "$b" ] && kill -KILL "$b" 2>/dev/null || true
+    [ -n "$b" ] && grep -q "$PREFIX" "/proc/$b/cmdline" 2>/dev/null && kill -KILL "$b"
     local g; g=$(node_pgid "$2")
-    [ -n "$g" ] && { kill_group "$g" KILL; wait_gone "$g" 5 || true; }
+    kill_group "$g" KILL; wait_gone "$g" 5 || true
     rm -f "$DIR/n$2/group.pid"
 }
 
