@@ -82,6 +82,7 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 ROOT = "polri/110"
 REGION, STATION = "bench-region", "bench-station"            # the in-process station
 PROC_REGION, PROC_STATION = "bench-idle", "bench-proc"       # the `polres-station run` one
+SIGNED_REGION, SIGNED_STATION = "bench-signed-region", "bench-signed"   # signatures required
 FLOOR_A, FLOOR_B = "bench/floor/a", "bench/floor/b"
 COMPLAINTS = f"{ROOT}/region/{REGION}/complaints"
 PRIORITIES = ("emergency", "urgent", "normal")
@@ -324,8 +325,8 @@ def ack_command(cid: str) -> bytes:
                        "args": {"complaint_id": cid, "by": "bench"}}).encode()
 
 
-def complaint(cid: str, priority: str = "normal") -> bytes:
-    return complaint_payload(complaint_id=cid, region=REGION, priority=priority,
+def complaint(cid: str, priority: str = "normal", region: str = REGION) -> bytes:
+    return complaint_payload(complaint_id=cid, region=region, priority=priority,
                              category="kejahatan", summary=SUMMARY,
                              reported_at=rfc3339(time.time(), timespec="seconds"))
 
@@ -458,7 +459,8 @@ class DiskProbe:
         self.conn.close()
 
 
-def station_yaml(path: Path, *, station: str, region: str, port: int, state: Path) -> Path:
+def station_yaml(path: Path, *, station: str, region: str, port: int, state: Path,
+                 security: dict[str, Any] | None = None) -> Path:
     """Production defaults (keepalive, reconnect back-off, heartbeat) with mock GPIO."""
     doc = {
         "station": {"id": station, "region": region},
@@ -472,6 +474,8 @@ def station_yaml(path: Path, *, station: str, region: str, port: int, state: Pat
         "storage": {"path": str(state / "state.db"), "outbox_max": 20_000},
         "logging": {"level": "INFO"},
     }
+    if security is not None:
+        doc["security"] = security
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
@@ -515,8 +519,9 @@ class Run:
                  press_delay: float = PRESS_DELAY_S,
                  only_latency: bool = False, only_b2b: bool = False,
                  only_backlog: bool = False, only_burst: bool = False,
-                 dump: Path | None = None) -> None:
+                 only_signed: bool = False, dump: Path | None = None) -> None:
         self.only_burst = only_burst
+        self.only_signed = only_signed
         self.only_latency = only_latency
         self.only_b2b = only_b2b
         self.only_backlog = only_backlog
@@ -543,7 +548,8 @@ class Run:
             self.desk = Desk(self.broker.port)
             self.dispatch = Dispatch(self.broker.port)
             self._wait_echo()
-            if not (self.only_latency or self.only_b2b or self.only_backlog or self.only_burst):
+            if not (self.only_latency or self.only_b2b or self.only_backlog or self.only_burst
+                    or self.only_signed):
                 self.phase_startup()
             t_host = mono()
             self.host = Host(station_yaml(self.workdir / "station.yaml", station=STATION,
@@ -555,7 +561,9 @@ class Run:
             self.desk.wait(lambda: any(t >= t_host and st == STATION and doc.get("state") ==
                                        "online" for t, st, doc in self.desk.status),
                            "the station's birth status")
-            if self.only_b2b or self.only_backlog or self.only_burst:
+            if self.only_b2b or self.only_backlog or self.only_burst or self.only_signed:
+                if self.only_signed:
+                    self.phase_signed()
                 if self.only_b2b:
                     self.phase_b2b()
                 if self.only_backlog:
@@ -567,6 +575,7 @@ class Run:
             if self.only_latency:
                 return self.r
             self.phase_b2b()
+            self.phase_signed()
             if self.full_extras:
                 self.phase_backlog()
             self.phase_burst()
@@ -691,25 +700,35 @@ class Run:
         left unacknowledged by one message meets the next (the 40 ms Nagle/delayed-ACK step)."""
         assert self.desk and self.dispatch and self.host
         n = self.plan.b2b
-        log(f"back to back: {n} floor, {n} complaint + remote ack rounds")
-        floor = [self.floor_sample(f"fb-{i}") for i in range(n + 5)][5:]
+        log(f"back to back: {n} rounds of floor, complaint, remote ack")
         self.host.relay_ons()
+        floor: list[float] = []
         t0s, alerting, acks = [], [], []
-        for i in range(n + 5):
-            cid = f"b2b-{i}"
-            t0 = self.dispatch.publish(COMPLAINTS, complaint(cid, PRIORITIES[i % 3]))
-            t_alert = self.desk.wait_first("alerting", cid)
-            t1 = self.dispatch.publish(CMD, ack_command(cid))
-            t_ack = self.desk.wait_first("ack", cid)
-            t0s.append(t0)
-            alerting.append(t_alert - t0)
-            acks.append(t_ack - t1)
+        gc.collect()
+        gc.freeze()
+        gc.disable()             # as in the latency rounds: no collector pause in the bench
+        try:
+            for i in range(n + 5):
+                # interleaved: the machine's noise falls on the floor and the station alike
+                floor.append(self.floor_sample(f"fb-{i}"))
+                cid = f"b2b-{i}"
+                t0 = self.dispatch.publish(COMPLAINTS, complaint(cid, PRIORITIES[i % 3]))
+                t_alert = self.desk.wait_first("alerting", cid)
+                t1 = self.dispatch.publish(CMD, ack_command(cid))
+                t_ack = self.desk.wait_first("ack", cid)
+                t0s.append(t0)
+                alerting.append(t_alert - t0)
+                acks.append(t_ack - t1)
+        finally:
+            gc.enable()
+            gc.unfreeze()
         ons = sorted(self.host.relay_ons())
         relay = []
         for t0 in t0s:
             hit = next((t for t in ons if t >= t0), None)
             relay.append(math.nan if hit is None else hit - t0)
         relay = [v for v in relay[5:] if not math.isnan(v)]
+        floor = floor[5:]
         self.r.update(summary("floor_b2b", floor))
         self.r.update(summary("relay_b2b", relay))
         self.r.update(summary("alerting_b2b", alerting[5:]))
@@ -719,6 +738,57 @@ class Run:
             (("floor", floor), ("relay", relay), ("alerting", alerting[5:]),
              ("ack_remote", acks[5:]))}
         self.wait_quiet()
+
+    # --- signatures on ------------------------------------------------------------------------
+
+    def phase_signed(self) -> None:
+        """A second station that requires signatures (``security.hq_keys`` and ``desk_keys``:
+        docs/SIGNING.md): each signed complaint → siren relay on, then HQ's signed remote ack →
+        relay off, then the station idles. The verification sits before the relay."""
+        assert self.desk and self.dispatch
+        from station import signing
+        missing = signing.check_library()
+        if missing:                   # reported as absent, not as a failure of the run
+            log(f"signed station skipped: {missing}")
+            return
+        hq, desk = signing.generate("bench-hq"), signing.generate("bench-desk")
+        n = self.plan.b2b
+        log(f"signed station: {n} rounds")
+        keys = self.workdir / "keys"
+        keys.mkdir(parents=True, exist_ok=True)
+        for key, name in ((hq, "hq"), (desk, "desk")):
+            (keys / f"{name}.pub.pem").write_text(signing.public_pem(key.public_key))
+        security = {"hq_keys": [{"kid": hq.kid, "public_key_file": str(keys / "hq.pub.pem")}],
+                    "desk_keys": [{"kid": desk.kid,
+                                   "public_key_file": str(keys / "desk.pub.pem")}]}
+        t_host = mono()
+        host = Host(station_yaml(self.workdir / "signed.yaml", station=SIGNED_STATION,
+                                 region=SIGNED_REGION, port=self.broker.port,
+                                 state=self.workdir / "signed-state", security=security),
+                    self.workdir / "signed.log")
+        topic = f"{ROOT}/region/{SIGNED_REGION}/complaints"
+        cmd = f"{ROOT}/station/{SIGNED_STATION}/cmd"
+        try:
+            self.desk.wait(lambda: any(t >= t_host and st == SIGNED_STATION
+                                       and doc.get("state") == "online"
+                                       for t, st, doc in self.desk.status),
+                           "the signed station's birth status")
+            relay: list[float] = []
+            for i in range(n + 3):
+                cid = f"sig-{i}"
+                payload = signing.sign_payload(complaint(cid, PRIORITIES[i % 3], SIGNED_REGION),
+                                               topic, hq)
+                t0 = self.dispatch.publish(topic, payload)
+                t_on = host.relay_on_after(t0)
+                ack = signing.sign_payload(ack_command(cid), cmd, desk)
+                t1 = self.dispatch.publish(cmd, ack)
+                host.relay_off_after(t1)
+                if i >= 3:
+                    relay.append(t_on - t0)
+                time.sleep(STATUS_GAP_S)
+        finally:
+            host.close()
+        self.r.update(summary("relay_signed", relay))
 
     # --- a long outage: the outbox full -----------------------------------------------------
 
@@ -1258,6 +1328,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="latency rounds only (for profiling)")
     p.add_argument("--only-b2b", action="store_true",
                    help="back-to-back rounds only (for the Nagle/delayed-ACK hunt)")
+    p.add_argument("--only-signed", action="store_true",
+                   help="the signed station's relay rounds only")
     p.add_argument("--only-burst", action="store_true",
                    help="the floor's and the station's burst only (for profiling)")
     p.add_argument("--only-backlog", action="store_true",
@@ -1292,7 +1364,7 @@ def main(argv: list[str] | None = None) -> int:
                                press_delay=args.press_delay,
                                only_latency=args.only_latency,
                                only_b2b=args.only_b2b, only_backlog=args.only_backlog,
-                               only_burst=args.only_burst,
+                               only_burst=args.only_burst, only_signed=args.only_signed,
                                dump=args.dump and Path(f"{args.dump}-{key}.json")).run()
     except BenchError as e:
         log(f"FAILED: {e} (logs in {workdir})")

@@ -25,10 +25,10 @@ KEYS = ("floor_p99_ms", "relay_p99_ms", "alerting_p99_ms", "ack_p99_ms", "burst_
 SECOND = ("disk_floor_p99_ms", "outbox_backlog_relay_p99_ms", "outbox_backlog_commit_p99_ms",
           "idle_rss_over_floor_mb", "burst_floor_rate_per_s", "burst_vs_floor",
           "relay_b2b_p90_ms", "relay_b2b_p99_ms", "alerting_b2b_p90_ms", "alerting_b2b_p99_ms",
-          "floor_b2b_p99_ms")
+          "floor_b2b_p99_ms", "relay_signed_p99_ms")
 SECOND_PER_SETTING = ("disk_floor_p99_ms", "burst_floor_rate_per_s", "burst_vs_floor",
                       "relay_b2b_p90_ms", "relay_b2b_p99_ms", "alerting_b2b_p90_ms",
-                      "alerting_b2b_p99_ms", "floor_b2b_p99_ms")
+                      "alerting_b2b_p99_ms", "floor_b2b_p99_ms", "relay_signed_p99_ms")
 PER_SETTING = ("floor_p99_ms", "relay_p99_ms", "alerting_p99_ms", "ack_p99_ms",
                "burst_rate_per_s", "burst_lost", "burst_double", "startup_s", "reconnect_s")
 
