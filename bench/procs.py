@@ -183,6 +183,9 @@ def _hold(station: Any, n: int) -> int:
 
     outbox = station.outbox
     outbox.link_up(False)
+    deadline = time.monotonic() + 10
+    while outbox._up and time.monotonic() < deadline:   # the writer took it in: else it
+        time.sleep(0.01)                                 # would still send the first filler
     ident = station.ident
     filler = [event(EventType.CMD_RESULT, {"cmd_id": f"bench-backlog-{i}", "cmd": "status",
                                            "ok": True, "detail": "bench backlog filler"},
