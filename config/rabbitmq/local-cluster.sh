@@ -67,6 +67,7 @@ common_env() {
     ERL_EPMD_PORT=$(epmd_port)
     export RABBITMQ_CONF_ENV_FILE="$DIR/empty-env.conf"     # not /etc/rabbitmq's node name
     export RABBITMQ_CTL_DIST_PORT_MIN=$((BASE + 40)) RABBITMQ_CTL_DIST_PORT_MAX=$((BASE + 49))
+    export ERL_CRASH_DUMP="$DIR/erl_crash.dump"     # not in the caller's working directory
 }
 
 node_env() {
@@ -76,7 +77,7 @@ node_env() {
         RABBITMQ_ADVANCED_CONFIG_FILE="$d/advanced.config" \
         RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/enabled_plugins" \
         RABBITMQ_MNESIA_BASE="$d/mnesia" RABBITMQ_LOG_BASE="$d/log" \
-        RABBITMQ_PID_FILE="$d/beam.pid"
+        RABBITMQ_PID_FILE="$d/beam.pid" ERL_CRASH_DUMP="$d/erl_crash.dump"
     RABBITMQ_NODENAME=$(node_name "$n")
     RABBITMQ_NODE_PORT=$(amqp_port "$n")
     RABBITMQ_DIST_PORT=$(dist_port "$n")
