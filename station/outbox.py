@@ -200,7 +200,7 @@ class Outbox:
         else:
             self._stored_once = True
         self._mem_seq = max([self._mem_seq] + [r.seq for r in rows])
-        self.pending += len(rows)
+        self.pending = self._pending_after(len(rows))
         # Events before PUBACKs: a PUBACK followed by a publish waits out the broker's
         # delayed ACK under Nagle (docs/FIELD-NOTES.md §5); the publish draws an immediate PUBACK.
         if self._caught_up:
@@ -297,7 +297,18 @@ class Outbox:
                 self._undeleted.extend(seqs)
         else:
             self._undeleted.extend(seqs)
-        self.pending = max(0, self.pending - len(seqs))
+        self.pending = self._pending_after(-len(seqs))
+
+    def _pending_after(self, change: int) -> int:
+        """Events not yet confirmed: the outbox's own row count while the store works (the
+        bound's drops included, which a running sum missed: they are never confirmed), else
+        the running figure moved by ``change``."""
+        if self._storage_ok and self._store is not None:
+            try:
+                return self._store.outbox_size()
+            except StorageError:
+                pass
+        return max(0, self.pending + change)
 
     def _link_changed(self, up: bool) -> None:
         self._up = up

@@ -597,6 +597,16 @@ class Store:
                 "ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
         return [OutboxRow(seq, eid, typ, bytes(payload)) for seq, eid, typ, payload in rows]
 
+    def outbox_size(self) -> int:
+        """Rows in the outbox, from the count kept across this connection's writes (no scan)
+        unless another connection has committed since; then counted."""
+        with self._reading("count the outbox") as conn:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if self._outbox_n is None or version != self._outbox_version:
+                self._outbox_n = int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+                self._outbox_version = version
+            return self._outbox_n
+
     def outbox_count(self) -> int:
         """How many events await the broker's confirmation."""
         with self._reading("count the outbox") as conn:

@@ -42,3 +42,36 @@ def test_outbox_resent_after_restart_in_seq_order_same_event_ids(tmp_path, start
     finally:
         hq.close()
         broker.stop()
+
+
+def test_pending_counts_what_the_bound_dropped(tmp_path):
+    """With the broker away past the outbox bound, the oldest events are dropped: the
+    status's ``outbox_pending`` is what is really waiting, not every event ever queued."""
+    import time as _time
+
+    from station.outbox import Outbox, Write
+    from station.protocol import event
+
+    class Link:                       # the outbox's publisher, never connected here
+        connected = False
+
+        def publish(self, topic, payload, *, qos=1, retain=False):
+            raise AssertionError("nothing is sent while the link is down")
+
+        def ack(self, mid, qos, generation):
+            return False
+
+    path = tmp_path / "state.db"
+    ob = Outbox(lambda: Store(path, outbox_max=100), Link(), "t")
+    ob.start()
+    try:
+        for k in range(3):
+            ob.submit(Write(events=[event("cmd_result", {"cmd_id": f"c{k}-{i}", "ok": True},
+                                          station="s", region="r", wall=_time.time(),
+                                          clock_synced=True) for i in range(60)]))
+        wait_for(lambda: ob.idle.is_set() and ob._jobs.empty(), 5, what="writes done")
+        with Store(path, readonly=True) as s:
+            assert s.outbox_count() == 100
+        assert ob.pending == 100
+    finally:
+        ob.stop()
