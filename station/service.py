@@ -15,7 +15,6 @@ import queue
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -41,6 +40,9 @@ from .store import AlarmRow, SeenIds, Store, open_state, temporary_copy_path
 log = logging.getLogger("station")
 
 RECENT_IDS = 4096            # complaint ids kept in memory in front of the store lookup
+# A signed command's cmd_id among the seen ids: "/" is never in a complaint id (nor a cmd_id),
+# so the two can never be mistaken for each other.
+SIGNED_CMD_KEY = "cmd/"
 STATUS_MIN_GAP_S = 0.1       # status on every change, coalesced to ≤ 10 per second
 # ... and sent this long after the change: a decision's events wait for the disk first, and a
 # status built and published meanwhile took the GIL from the outbox and went out ahead of the
@@ -122,7 +124,6 @@ class Station:
         self._connections = 0
         self._db_path = config.storage.path            # a temporary copy if that is unusable
         self._complaint_gate, self._command_gate = signing.gates_for(config.security)
-        self._signed_cmd_ids: OrderedDict[str, None] = OrderedDict()   # replays of this process
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -337,16 +338,18 @@ class Station:
             self._refuse_unsigned(msg, verdict)
             return
         parsed = parse_command(msg.payload, retained=msg.retain)
+        remembered: list[tuple[str, float]] = []
         if isinstance(verdict, signing.Verified) and isinstance(parsed, Command):
-            # A command carries no time: a captured signed one could be replayed at will.
-            # Its cmd_id is honoured once per process (docs/SIGNING.md says what remains).
-            if parsed.cmd_id in self._signed_cmd_ids:
+            # A command carries no time: a captured signed one could be replayed at will. Its
+            # cmd_id is honoured once, remembered with the complaint ids (stored in the same
+            # transaction as its cmd_result, before the PUBACK), so across restarts too.
+            key = SIGNED_CMD_KEY + parsed.cmd_id
+            if key in self._seen:
                 self._refuse_unsigned(msg, signing.Refusal(
                     signing.Reason.STALE, f"cmd_id {parsed.cmd_id} already handled (replay)"))
                 return
-            self._signed_cmd_ids[parsed.cmd_id] = None
-            if len(self._signed_cmd_ids) > RECENT_IDS:
-                self._signed_cmd_ids.popitem(last=False)
+            self._seen.add(key)
+            remembered.append((key, self._wall()))
         if isinstance(parsed, Rejection):
             extra = []
             if parsed.cmd_id is not None:
@@ -360,7 +363,7 @@ class Station:
                                                        "cmd": parsed.cmd, "ok": ok,
                                                        "detail": detail})
         log.info("command %s (%s): ok=%s %s", parsed.cmd, parsed.cmd_id, ok, detail)
-        self._write(Write(events=[result], acks=[_ack_of(msg)]))
+        self._write(Write(seen=remembered, events=[result], acks=[_ack_of(msg)]))
 
     def _command(self, cmd: str, args: dict[str, Any], origin: Trigger, now: float,
                  msg: Inbound | None = None) -> tuple[bool, str]:

@@ -236,3 +236,33 @@ def test_key_rotation_old_and_new_then_old_removed_after_restart(
     assert relay_history(s) == before
     publish(hq, COMPLAINTS, signed(complaint("r-new-2"), new))
     hq.wait_event("alerting", complaint_id="r-new-2")
+
+
+def test_a_signed_command_is_honoured_once_also_after_a_restart(
+        broker, hq, tmp_path, start_station, keys):
+    """A captured signed ``silence`` replayed after the station restarted (its cmd_id stored
+    with the complaint ids) is refused ``stale`` and leaves the next alarm sounding."""
+    hq_key, desk_key = keys["hq-2026"][0], keys["desk-1"][0]
+    config = _config(tmp_path, broker.port, keys)
+    s = start_station(config, synced=lambda: True)
+    hq.wait_presence(lambda d: d["state"] == "online" and d["boot_id"] == s.station.boot_id)
+    publish(hq, COMPLAINTS, signed(complaint("once-1"), hq_key))
+    hq.wait_event("alerting", complaint_id="once-1")
+    silence = signed({"v": 1, "cmd_id": "k-once", "cmd": "silence", "args": {}}, desk_key, CMD)
+    publish(hq, CMD, silence)
+    assert hq.wait_event("cmd_result", cmd_id="k-once")[0]["ok"] is True
+    wait_for(lambda: not s.relay_on("siren"), 5, what="siren silenced")
+    s.stop()
+
+    s = start_station(config, synced=lambda: True)
+    hq.wait_presence(lambda d: d["state"] == "online" and d["boot_id"] == s.station.boot_id)
+    publish(hq, COMPLAINTS, signed(complaint("once-2"), hq_key))
+    hq.wait_event("alerting", complaint_id="once-2")
+    wait_for(lambda: s.relay_on("siren"), 5, what="siren for the next alarm")
+    history = relay_history(s)
+    publish(hq, CMD, silence)                           # the same bytes, captured
+    got = wait_rejected(hq, 1)
+    assert [(e["cmd_id"], e["reason"]) for e in got] == [("k-once", "stale")]
+    assert relay_history(s) == history and s.relay_on("siren") and s.relay_on("beacon")
+    results = hq.wait_event("cmd_result", 2, cmd_id="k-once")
+    assert [r["ok"] for r in results] == [True, False]
