@@ -218,7 +218,7 @@ class Config:
 # Every check records a problem and carries on with the default, so one run reports everything
 # wrong with the file. Nothing is raised until the whole document has been read.
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 BCM_PINS = range(28)
 PIN_FACTORIES = ("auto", "lgpio", "rpigpio", "mock")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -735,7 +735,7 @@ def _level(s: _Section) -> LoggingConfig:
 
 # --- time: NTP servers for systemd-timesyncd, the zone people read times in -------------------
 
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 
 
 def _ntp_host_reason(host: Any) -> str | None:

@@ -29,8 +29,9 @@ if TYPE_CHECKING:   # protocol is a leaf of the package: config imports it, not 
 VERSION = 1
 MAX_PAYLOAD = 16 * 1024
 DETAIL_MAX = 160          # characters of a rejection detail
-ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # region and station ids
+# \Z, not $: "$" also matches before a final newline, which would reach the log lines.
+ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")  # region and station ids
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # \ud800-\udfff escaped in JSON
 
 

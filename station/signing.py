@@ -35,11 +35,11 @@ from .errors import StationError
 from .protocol import RejectReason
 
 SIG = "sig"                                   # the member that carries the signature
-KID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+KID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 MAX_SAFE_INT = 2**53 - 1                      # JCS numbers are IEEE doubles
 FUTURE_SLACK_S = 60.0                         # reported_at may be this far ahead of our clock
 MAX_PAYLOAD = 16 * 1024                       # as the protocol room: larger is not ours to judge
-_SIG_B64_RE = re.compile(r"^[A-Za-z0-9_-]{86}$")   # 64 bytes, base64url, no padding
+_SIG_B64_RE = re.compile(r"^[A-Za-z0-9_-]{86}\Z")   # 64 bytes, base64url, no padding
 
 # An Ed25519 key in DER, as `openssl genpkey -algorithm ed25519` / `openssl pkey -pubout` write
 # them: a fixed prefix, then the 32 key bytes (RFC 8410).

@@ -122,8 +122,9 @@ def test_every_fixed_set_of_the_code_is_in_the_schemas() -> None:
     assert set(presence["reason"]["enum"]) == {str(r) for r in protocol.OfflineReason}
     described = SCHEMAS["FaultFields"]["properties"]["fault"]["description"]
     assert all(str(f) in described for f in protocol.Fault)
-    assert SCHEMAS["Id"]["pattern"] == protocol.ID_RE.pattern
-    assert SCHEMAS["Name"]["pattern"] == protocol.NAME_RE.pattern
+    # JSON Schema patterns are ECMA-262, where "$" is the very end; Python needs "\Z" for it.
+    assert SCHEMAS["Id"]["pattern"] == protocol.ID_RE.pattern.replace("\\Z", "$")
+    assert SCHEMAS["Name"]["pattern"] == protocol.NAME_RE.pattern.replace("\\Z", "$")
     for cmd in protocol.COMMANDS:
         assert cmd in SCHEMAS["Command"]["properties"]["cmd"]["description"]
 

@@ -144,6 +144,9 @@ BAD: list[tuple[str, dict[str, Any]]] = [
     ("station.id", {"station": {"id": "-lead"}}),
     ("station.id", {"station": {"id": "x" * 65}}),
     ("station.id", {"station": {"id": 110}}),
+    ("station.id", {"station": {"id": "prabumulih-1\n"}}),      # "$" would let it through
+    ("station.region", {"station": {"region": "sumsel-prabumulih\n"}}),
+    ("broker.host", {"broker": {"host": "mqtt.polri.go.id\n"}}),
     ("station.region", {"station": {"region": DELETE}}),
     ("station.region", {"station": {"region": "sumsel/prabumulih"}}),
     ("station.region", {"station": {"region": "a+b"}}),

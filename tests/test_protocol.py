@@ -178,3 +178,15 @@ def test_event_ids_are_distinct_version_4_uuids():
     ids = [new_event_id() for _ in range(1000)]     # several draws of the randomness pool
     assert len(set(ids)) == 1000
     assert all(_uuid.UUID(i).version == 4 for i in ids)
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"v":1,"id":"110-1\\n","region":"sumsel-prabumulih"}',
+    b'{"v":1,"id":"110-1","region":"sumsel-prabumulih\\n"}',
+])
+def test_an_id_ending_in_a_newline_is_refused(payload):
+    """``$`` would match before a final newline: such an id would forge a second log line."""
+    parsed = parse_complaint(payload, region="sumsel-prabumulih")
+    assert isinstance(parsed, Rejection) and parsed.reason == "schema"
+    command = parse_command(b'{"v":1,"cmd_id":"k\\n","cmd":"status"}')
+    assert isinstance(command, Rejection) and command.reason == "schema"
