@@ -21,10 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Callable, Mapping
-
-if TYPE_CHECKING:   # protocol is a leaf of the package: config imports it, not the reverse
-    from .config import Config
+from typing import Any, Callable, Mapping
 
 VERSION = 1
 MAX_PAYLOAD = 16 * 1024
@@ -151,10 +148,6 @@ class Topics:
     root: str
     station: str
     region: str
-
-    @classmethod
-    def from_config(cls, config: Config) -> Topics:
-        return cls(config.topics.root, config.station.id, config.station.region)
 
     @property
     def complaints(self) -> str:

@@ -98,7 +98,7 @@ class Station:
                  wake_s: float = IDLE_WAKE_S) -> None:
         self.config = config
         self._wake_s = wake_s
-        self.topics = Topics.from_config(config)
+        self.topics = Topics(config.topics.root, config.station.id, config.station.region)
         self._clock, self._wall, self._synced_probe = clock, wall, synced
         self._on_progress = on_progress or (lambda part: None)
         self._on_status = on_status or (lambda summary: None)

@@ -18,7 +18,8 @@ import pytest
 from rich.console import Console
 
 from station.desk.demo import FAKE_SUMMARY, Demo, DemoSettings
-from station.desk.demo_panel import render_panel, snapshot
+from station.desk.demo import snapshot
+from station.desk.demo_panel import render_panel
 from station.desk.embedded_broker import ENV_KIND, EmbeddedBroker, find_mosquitto, resolve_kind
 
 from helpers import wait_for

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -42,7 +42,9 @@ from typing import Any, Callable
 from ..config import Config, parse_config
 from .clients import make_client
 from .demo_keys import key_queue
-from .demo_panel import PanelState, desk_command, render_panel, snapshot
+from .demo_panel import (
+    PanelState, Received, desk_command, event_line, heartbeat_text, pattern_text, render_panel,
+)
 from .embedded_broker import DEMO_USERNAME, KINDS, EmbeddedBroker
 from ..protocol import (
     EventType, Priority, complaint_payload, encode, region_complaints, rfc3339, station_topic,
@@ -154,13 +156,6 @@ class ButtonDriver:
 
 
 # --- simulated HQ -----------------------------------------------------------------------------
-
-@dataclass
-class Received:
-    doc: dict[str, Any]
-    at: float                         # monotonic receive time
-    wall: float = field(default_factory=time.time)
-
 
 class SimulatedHQ:
     """HQ dispatch and the monitoring desk for the demo: a real MQTT client of the broker."""
@@ -596,3 +591,25 @@ def _main(args: argparse.Namespace) -> int:
             return run_interactive(demo, args.duration)
         except KeyboardInterrupt:
             return 0
+
+
+def snapshot(demo: Demo) -> PanelState:
+    """Everything the panel shows, read now from the station, its pins and HQ."""
+    st, hq = demo.station, demo.hq
+    assert st is not None and hq is not None
+    now = time.monotonic()
+    v = st.view(now)
+    alarms = list(v.alarms)
+    return PanelState(
+        station=v.station, region=v.region,
+        broker=f"{demo.broker.kind} {demo.broker.address}", broker_up=demo.broker.running,
+        link_up=v.link_up,
+        siren_on=demo.relay_on("siren"), siren_pattern=pattern_text(v.siren, alarms),
+        beacon_on=demo.relay_on("beacon"),
+        button=v.button + (" (held)" if demo.button and demo.button.down else ""),
+        alarms=alarms, outbox_pending=v.outbox_pending, faults=list(v.faults),
+        events=[event_line(e, hq.delivered) for e in list(demo.station_events)[-8:]],
+        heartbeat=heartbeat_text(hq.status, hq.presence, now), sent=len(hq.sent),
+        acked=len(hq.acked),
+        log=list(demo.log_tail.lines), desk=desk_command(demo.broker.port),
+        web=demo.web.url if demo.web is not None else "")

@@ -13,14 +13,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config import Pattern
 from ..protocol import EventType, Priority, parse_time
 from .embedded_broker import DEMO_USERNAME
 
-if TYPE_CHECKING:
-    from .demo import Demo, Received
+@dataclass
+class Received:
+    """A document HQ received, with when (monotonic and wall)."""
+
+    doc: dict[str, Any]
+    at: float                         # monotonic receive time
+    wall: float = field(default_factory=time.time)
+
 
 # The bindings are station.demo.handle_key; keep the two in step.
 KEYS_HELP = ("keys: space ack (hold: keep pressed) · h 3.5 s hold = self-test · c complaint · "
@@ -67,29 +73,7 @@ def desk_command(port: int) -> str:
             f"--username {DEMO_USERNAME}")
 
 
-def snapshot(demo: Demo) -> PanelState:
-    """Everything the panel shows, read now from the station, its pins and HQ."""
-    st, hq = demo.station, demo.hq
-    assert st is not None and hq is not None
-    now = time.monotonic()
-    v = st.view(now)
-    alarms = list(v.alarms)
-    return PanelState(
-        station=v.station, region=v.region,
-        broker=f"{demo.broker.kind} {demo.broker.address}", broker_up=demo.broker.running,
-        link_up=v.link_up,
-        siren_on=demo.relay_on("siren"), siren_pattern=_pattern_text(v.siren, alarms),
-        beacon_on=demo.relay_on("beacon"),
-        button=v.button + (" (held)" if demo.button and demo.button.down else ""),
-        alarms=alarms, outbox_pending=v.outbox_pending, faults=list(v.faults),
-        events=[_event_line(e, hq.delivered) for e in list(demo.station_events)[-8:]],
-        heartbeat=_heartbeat_text(hq.status, hq.presence, now), sent=len(hq.sent),
-        acked=len(hq.acked),
-        log=list(demo.log_tail.lines), desk=desk_command(demo.broker.port),
-        web=demo.web.url if demo.web is not None else "")
-
-
-def _pattern_text(pattern: Pattern | None, alarms: list[dict[str, Any]]) -> str:
+def pattern_text(pattern: Pattern | None, alarms: list[dict[str, Any]]) -> str:
     if pattern is None:
         escalated = any(a.get("escalated") for a in alarms)
         return "escalated: beacon only, reminders" if escalated else "off"
@@ -117,13 +101,13 @@ def _event_figure(e: dict[str, Any]) -> str:
     return str(e.get("fault") or e.get("reason") or e.get("detail") or "")[:40]
 
 
-def _event_line(e: dict[str, Any], delivered: set[str]) -> EventLine:
+def event_line(e: dict[str, Any], delivered: set[str]) -> EventLine:
     return EventLine(at=_clock_text(e.get("at")), type=str(e.get("type")),
                      complaint_id=str(e.get("complaint_id") or ""), figure=_event_figure(e),
                      delivered=e.get("event_id") in delivered)
 
 
-def _heartbeat_text(status: Received | None, presence: Received | None, now: float) -> str:
+def heartbeat_text(status: Received | None, presence: Received | None, now: float) -> str:
     if presence is not None and presence.doc.get("state") == "offline":
         # Last will (no "at" of its own) or clean stop; the last status stays below it.
         doc = presence.doc
