@@ -83,7 +83,7 @@ def test_broker_kind_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("kind", ["amqtt", "mosquitto"])
 def test_embedded_broker_stops_and_starts_on_the_same_port(kind: str) -> None:
     if kind == "mosquitto" and not find_mosquitto():
-        pytest.skip("mosquitto not installed")
+        pytest.fail("mosquitto not installed (make broker-tools installs it)")
     import socket
     with EmbeddedBroker(kind) as broker:
         broker.start()
@@ -100,7 +100,7 @@ def test_embedded_broker_stops_and_starts_on_the_same_port(kind: str) -> None:
 @pytest.fixture(params=["amqtt", "mosquitto"])
 def demo(request: pytest.FixtureRequest) -> Iterator[Demo]:
     if request.param == "mosquitto" and not find_mosquitto():
-        pytest.skip("mosquitto not installed")
+        pytest.fail("mosquitto not installed (make broker-tools installs it)")
     with Demo(DemoSettings(broker_kind=request.param, seed=1)) as d:
         d.start(first_complaint_s=None)
         wait_for(lambda: d.station.link.connected and d.hq.client.is_connected(), 10,

@@ -147,8 +147,8 @@ def test_usage_errors(root: Path) -> None:
     assert result.returncode != 0 and "not a polres-station checkout" in result.stderr
 
 
-@pytest.mark.skipif(shutil.which("systemctl") is None, reason="needs systemctl --root")
 def test_enabled_only_once_check_config_passes(root: Path, tmp_path: Path) -> None:
+    assert shutil.which("systemctl"), "systemctl not installed (make broker-tools: systemd)"
     first = install(root, "--skip-venv")
     if not example_passes():
         assert "is not ready, so the service is not enabled or started" in first.stderr

@@ -272,7 +272,7 @@ def read_only(directory: Path) -> Iterator[str]:
     """The state directory read-only: a read-only bind mount (root), else no write bits."""
     if os.geteuid() == 0:
         if not _mount("--bind", "-o", "ro", str(directory), str(directory)):
-            pytest.skip("cannot bind-mount read-only here")
+            pytest.fail("cannot bind-mount read-only here (the fault tests run as root)")
         try:
             yield "read-only bind mount"
         finally:
@@ -435,7 +435,7 @@ def test_crash_while_disk_full_loses_no_alarm(broker, hq, tmp_path, harness, fig
     state = tmp_path / "state"
     with small_tmpfs(state) as mounted:
         if not mounted:
-            pytest.skip("needs a tmpfs (root): the disk must stay full across the restart")
+            pytest.fail("needs a tmpfs (root): the disk must stay full across the restart")
         d = Dispatch(hq, TOPIC)
         cfg = station_config(tmp_path, broker.port)
         st = harness(cfg).start()
