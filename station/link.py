@@ -235,7 +235,7 @@ class Link:
     @property
     def alive(self) -> bool:
         """False once paho's network thread has died (an exception inside paho itself: it
-        dies silently and ``connected`` stays True, docs/FIELD-NOTES.md §1)."""
+        dies silently and ``connected`` stays True, docs/FIELD-GUIDE.md §1)."""
         return self._thread is None or self._thread.is_alive()
 
     @property
@@ -317,7 +317,7 @@ class Link:
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         # Nagle off: a small write (a PUBACK, a status) must not hold back the next one — an
-        # `alerting` — until the broker's delayed ACK, ~40 ms (docs/FIELD-NOTES.md §5, bench/).
+        # `alerting` — until the broker's delayed ACK, ~40 ms (docs/FIELD-GUIDE.md §5, bench/).
         _setsockopt(sock, socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:

@@ -202,7 +202,7 @@ class Outbox:
         self._mem_seq = max([self._mem_seq] + [r.seq for r in rows])
         self.pending = self._pending_after(len(rows))
         # Events before PUBACKs: a PUBACK followed by a publish waits out the broker's
-        # delayed ACK under Nagle (docs/FIELD-NOTES.md §5); the publish draws an immediate PUBACK.
+        # delayed ACK under Nagle (docs/FIELD-GUIDE.md §5); the publish draws an immediate PUBACK.
         if self._caught_up:
             self._ready.extend(rows)
         self._pump()

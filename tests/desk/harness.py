@@ -1,5 +1,5 @@
 """The web desk as its own process (``polres-station desk``), an HTTP client for it, and
-Debian's chromium driven by selenium (no browser download: docs/FIELD-NOTES.md §9)."""
+Debian's chromium driven by selenium (no browser download: docs/FIELD-GUIDE.md §9)."""
 from __future__ import annotations
 
 import json

@@ -114,7 +114,7 @@ def test_broker_sigkill_with_persistence(tmp_path, start_station, persistent_bro
 @pytest.mark.slow
 def test_broker_autosave_interval_decides_what_a_sigkill_loses(tmp_path, start_station,
                                                                figures):
-    """Why HQ's broker needs a short ``autosave_interval`` (docs/FIELD-NOTES.md §4.1): with
+    """Why HQ's broker needs a short ``autosave_interval`` (docs/FIELD-GUIDE.md §4.1): with
     mosquitto's
     1800 s default, a complaint queued for an offline station after the last save is lost on
     a broker SIGKILL while the station's session survives — the station cannot notice (no

@@ -123,7 +123,7 @@ def test_paho_network_thread_death_is_noticed(broker, hq, tmp_path, start_statio
     monkeypatch.setattr(mqtt.MQTTMessage, "topic", property(getter))   # paho reads it first
     d.send("pt-poison", wait=True)
     wait_for(lambda: not s.station.link.alive, 5, what="paho's thread dead")
-    assert s.station.link.connected     # the lie docs/FIELD-NOTES.md §1 describes
+    assert s.station.link.connected     # the lie docs/FIELD-GUIDE.md §1 describes
     t_dead = time.monotonic()
     wait_for(lambda: "mqtt_thread" in s.station.machine.faults, 3, what="mqtt_thread fault")
     noticed = time.monotonic() - t_dead
