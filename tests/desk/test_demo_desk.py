@@ -9,7 +9,8 @@ from rich.console import Console
 
 from helpers import wait_for
 from station.desk.demo import STATION, Demo, DemoSettings
-from station.desk.demo_panel import render_panel, snapshot
+from station.desk.demo import snapshot
+from station.desk.demo_panel import render_panel
 from station.desk.embedded_broker import find_mosquitto
 
 from desk.harness import Http
