@@ -35,7 +35,9 @@ CONF = "/etc/polres-station/station.yaml"
 STATE = "/var/lib/polres-station"
 TOOLS = ("dpkg-deb", "lintian", "unshare", "nsenter", "ip", "apt-get", "systemd-analyze",
          "runuser", "dpkg-trigger", "mosquitto_sub")
-PREVIOUS = "0.1.0.dev1"  # the "previous build" the upgrade starts from; sorts before any 0.1.0
+# The "previous build" the upgrade starts from. 0.0.0.dev1 sorts before every version the build
+# can describe: a tagged X.Y.Z and a clone without tags (0.0.0.postN, N = commits) alike.
+PREVIOUS = "0.0.0.dev1"
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
              "DEBIAN_FRONTEND": "noninteractive"}
 
@@ -67,6 +69,10 @@ def debs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("dist")
     previous = build(base / "previous", PREVIOUS)
     current = build(base / "current", None)
+    old, new = (subprocess.run(["dpkg-deb", "-f", str(d), "Version"], capture_output=True,
+                               text=True, check=True).stdout.strip() for d in (previous, current))
+    assert subprocess.run(["dpkg", "--compare-versions", old, "lt", new]).returncode == 0, \
+        f"the previous build {old} must sort before this checkout's {new}"
     return previous, current
 
 

@@ -173,7 +173,9 @@ class ChaosProxy:
 
     def _forward(self, src: socket.socket) -> None:
         pair = self._pairs.get(src)
-        if pair is None or pair.closed:
+        # A select() batch taken before stall() may still name this socket: forwarding it now
+        # would let bytes written after stall() returned slip through the black hole.
+        if pair is None or pair.closed or self._stalled:
             return
         dst = pair.other(src)
         try:
