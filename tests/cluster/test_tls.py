@@ -90,11 +90,11 @@ def node(pki: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsNod
 
 
 def client(pki: Path, cert: str | None, client_id: str, *,
-           ca: str = "ca.crt", tls_max: ssl.TLSVersion | None = None) -> mqtt.Client:
+           tls_max: ssl.TLSVersion | None = None) -> mqtt.Client:
     """A 3.1.1 client over TLS with the certificate ``cert`` of ``pki`` (None: no certificate)."""
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
                     clean_session=False)
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki / ca))
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki / "ca.crt"))
     if cert is not None:
         ctx.load_cert_chain(str(pki / f"{cert}.crt"), str(pki / f"{cert}.key"))
     if tls_max is not None:
