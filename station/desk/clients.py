@@ -12,6 +12,7 @@ import ssl
 import threading
 import time
 import uuid
+from enum import StrEnum
 from typing import Any, Callable, Iterator
 
 import paho.mqtt.client as mqtt
@@ -81,16 +82,26 @@ def _chain(first: Any, second: Any) -> Any:
     return both
 
 
-def client_from_args(args: argparse.Namespace) -> mqtt.Client:
-    return make_client(protocol=args.protocol, ca_file=args.ca_file, cert_file=args.cert_file,
-                       key_file=args.key_file, username=args.username,
-                       password_file=args.password_file)
+class Side(StrEnum):
+    """Whose tool connects: its client id starts with ``<side>-``. A broker may tie session
+    names to identities — the reference RabbitMQ permissions (config/rabbitmq/) let HQ's
+    identity create only ``hq-…`` session queues and the desk's only ``desk-…`` — so a tool
+    that subscribes (``--wait-alerting``, ``monitor``, the web desk) needs its side's prefix."""
+
+    HQ = "hq"        # send-complaint
+    DESK = "desk"    # send-command, monitor, the web desk
+
+
+def client_from_args(args: argparse.Namespace, side: Side) -> mqtt.Client:
+    return make_client(protocol=args.protocol, client_id=f"{side}-{uuid.uuid4().hex[:12]}",
+                       ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
+                       username=args.username, password_file=args.password_file)
 
 
 @contextlib.contextmanager
-def hq_client(args: argparse.Namespace) -> Iterator[mqtt.Client]:
+def hq_client(args: argparse.Namespace, side: Side = Side.HQ) -> Iterator[mqtt.Client]:
     """A connected client from the standard command-line options."""
-    with connected(client_from_args(args), args.broker.host, args.broker.port) as client:
+    with connected(client_from_args(args, side), args.broker.host, args.broker.port) as client:
         yield client
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..protocol import COMMANDS, ID_RE, NAME_RE, VERSION, encode, station_topic
 from ..terminal import Exit, broker_args
-from .clients import EventWaiter, hq_client, publish_wait
+from .clients import EventWaiter, Side, hq_client, publish_wait
 from .keys import SignArgsError, add_sign_args, signing_key
 
 
@@ -72,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
         return Exit.USAGE
     doc = sign_with(key, command_doc(args.cmd, complaint_id=args.complaint_id, by=args.by,
                                      seconds=args.seconds), topic)
-    with hq_client(args) as client:
+    with hq_client(args, Side.DESK) as client:
         waiter = EventWaiter(client, args.root, args.station)
         publish_wait(client, topic, encode(doc))
         result = waiter.wait(lambda d: d.get("type") == "cmd_result"

@@ -316,12 +316,12 @@ class Subscription:
     """A desk client: subscribes (again after every reconnect) and feeds a ``Desk``."""
 
     def __init__(self, args: argparse.Namespace, desk: Desk) -> None:
-        from .clients import client_from_args
+        from .clients import Side, client_from_args
         from ..protocol import station_topic
         self.desk = desk
         self.subscribed = threading.Event()
         self.topics = [(station_topic(args.root, "+", leaf), 1) for leaf in LEAVES]
-        self.client = client_from_args(args)
+        self.client = client_from_args(args, Side.DESK)
         # paho annotates int seconds; it only sleeps them, so a fraction works.
         self.client.reconnect_delay_set(0.5, 10)  # type: ignore[arg-type]
         self.client.on_connect = lambda c, u, f, r, p: c.subscribe(self.topics)

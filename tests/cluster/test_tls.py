@@ -171,15 +171,33 @@ def test_a_station_logs_in_by_certificate_alarms_and_hq_gets_alerting(tmp_path, 
              "--broker", f"127.0.0.1:{node.mqtts_port}", "--protocol", "3.1.1",
              "--ca-file", str(pki / "ca.crt"), "--cert-file", str(pki / f"{HQ_USER}.crt"),
              "--key-file", str(pki / f"{HQ_USER}.key"), "--region", REGION,
-             "--id", "tls-rmq-1", "--priority", "emergency"],
+             "--id", "tls-rmq-1", "--priority", "emergency", "--wait-alerting", "20"],
             capture_output=True, text=True, timeout=60, env={**os.environ})
-        assert sent.returncode == 0, (sent.stdout, sent.stderr)
+        # --wait-alerting subscribes to the events as HQ: its client id must be one HQ's
+        # identity may name a session queue after (hq-…), or the broker refuses the SUBSCRIBE.
+        assert sent.returncode == 0, (sent.stdout, sent.stderr, node.log_tail())
+        assert "alerting" in sent.stdout, sent.stdout
         wait_for(lambda: s.relay_on("siren") and s.relay_on("beacon"), 10, what="relays on")
         alert = wait_for(lambda: next((e for e in hq_events if e.get("type") == "alerting"),
                                       None), 10, what="alerting at HQ")
         assert alert["complaint_id"] == "tls-rmq-1" and alert["station"] == STATION
         print(f"\nRabbitMQ TLS: send-complaint → alerting at HQ in "
               f"{time.monotonic() - t0:.2f} s (send-complaint's own start included)")
+        # The desk's tool, by the desk's certificate, subscribes too (desk-… session queues).
+        # This broker keeps retained messages from wildcard subscriptions (docs/FIELD-GUIDE.md),
+        # so the monitor sees the status the acknowledgment below makes, not the retained one.
+        monitor = subprocess.Popen(
+            [sys.executable, "-m", "station.cli", "monitor", "--once", "--json", "--wait", "6",
+             "--broker", f"127.0.0.1:{node.mqtts_port}", "--protocol", "3.1.1",
+             "--ca-file", str(pki / "ca.crt"), "--cert-file", str(pki / f"{DESK_USER}.crt"),
+             "--key-file", str(pki / f"{DESK_USER}.key")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+        time.sleep(3)                        # started and subscribed
+        s.press(0.2)
+        out, err = monitor.communicate(timeout=60)
+        assert monitor.returncode == 0, (out, err, node.log_tail())
+        rows = {r["station"]: r for r in json.loads(out)["stations"]}
+        assert rows[STATION]["alarms"]["active"] == 0, rows
     finally:
         s.stop()
         events.close()

@@ -190,10 +190,11 @@ class RunningDesk:
 
 def serve(args: argparse.Namespace, host: str, port: int, *, users: dict[str, str] | None,
           key: Any, ssl_context: Any) -> int:
-    from ..clients import client_from_args
+    from ..clients import Side, client_from_args
     try:
-        running = RunningDesk(client_from_args(args), root=args.root, db=args.db, host=host,
-                              port=port, broker=(args.broker.host, args.broker.port),
+        client = client_from_args(args, Side.DESK)
+        running = RunningDesk(client, root=args.root, db=args.db, host=host, port=port,
+                              broker=(args.broker.host, args.broker.port),
                               unacked_alert_s=args.unacked_alert_s, users=users,
                               allow_commands=args.allow_commands, key=key,
                               ssl_context=ssl_context)
