@@ -82,6 +82,34 @@ def test_bad_complaints_are_rejected(payload, reason, cid):
     assert "rahasia" not in r.detail
 
 
+# ISO 8601 forms that datetime.fromisoformat reads but RFC 3339 (docs/INTERFACE.md §1, the
+# Time schema of docs/asyncapi.yaml) does not allow: a station refuses them as HQ's validator
+# does.
+@pytest.mark.parametrize("text", [
+    "20261127T201502Z",                 # basic format
+    "2026-W48-5T20:15:02Z",             # week date
+    "2026-11-27T20Z",                   # hour only
+    "2026-11-27T20:15Z",                # no seconds
+    "2026-11-27T20:15:02+0700",         # offset without a colon
+    "2026-11-27T20:15:02,5Z",           # comma fraction
+    "2026-11-27T20:15:02.1234567890Z",  # more than nanoseconds
+    "2026-11-27T20:15:02z",             # lower-case z
+])
+def test_reported_at_must_be_rfc3339_not_any_iso8601(text):
+    r = parse_complaint(good(reported_at=text), region=REGION)
+    assert isinstance(r, Rejection), text
+    assert (r.reason, r.complaint_id) == ("schema", "110-20261127-000123")
+
+
+@pytest.mark.parametrize("text", [
+    "2026-11-27T20:15:02Z", "2026-11-27t20:15:02.123Z", "2026-11-27T20:15:02.123456789+07:00",
+    "2026-11-27T20:15:02-03:30",
+])
+def test_reported_at_rfc3339_forms_accepted(text):
+    c = parse_complaint(good(reported_at=text), region=REGION)
+    assert isinstance(c, Complaint) and c.reported_at == text
+
+
 def test_summary_never_in_rejection_detail():
     r = parse_complaint(good(summary="Budi di Jl. Sudirman 5", region="x-y"), region=REGION)
     assert "Budi" not in json.dumps(r.fields())
