@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("cmd", choices=COMMANDS, help="the command")
     p.add_argument("--complaint-id", help="ack: only this complaint (default: all)")
     p.add_argument("--by", help="ack: who acknowledges (recorded by the station)")
-    p.add_argument("--seconds", type=float, help="test: self-test length (≤ 10 s)")
+    p.add_argument("--seconds", type=float,
+                   help="test: self-test length (≤ 10 s; whole seconds when signed)")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for the cmd_result (default %(default)s)")
     add_sign_args(p)
@@ -69,6 +70,11 @@ def main(args: argparse.Namespace) -> int:
         key = signing_key(args)
     except SignArgsError as e:
         print(f"error: {e}", file=sys.stderr)
+        return Exit.USAGE
+    if key is not None and args.seconds is not None and not float(args.seconds).is_integer():
+        # canonical JSON has no form for a fraction (docs/INTERFACE.md §8)
+        print(f"error: --seconds {args.seconds:g}: a signed command carries whole seconds",
+              file=sys.stderr)
         return Exit.USAGE
     doc = sign_with(key, command_doc(args.cmd, complaint_id=args.complaint_id, by=args.by,
                                      seconds=args.seconds), topic)

@@ -83,3 +83,18 @@ def test_monitor_without_rich_prints_a_plain_table(broker: Mosquitto, tmp_path: 
     assert lines[0].split()[:3] == ["station", "region", "state"]
     assert any(line.startswith(STATION) and "online" in line for line in lines)
     assert "1 stations" in lines[-1]
+
+
+def test_send_command_signed_test_with_a_fraction_is_a_usage_error(broker: Mosquitto,
+                                                                    tmp_path: Path) -> None:
+    """A signed message carries no number with a fraction (docs/INTERFACE.md §8): the desk
+    says so and exits 2 before publishing, instead of a traceback."""
+    from station.signing import generate, private_pem
+    key = generate("desk-1")
+    key_file = tmp_path / "desk-1.pem"
+    key_file.write_text(private_pem(key.seed))
+    r = cli("send-command", "--broker", broker.address, "--station", STATION, "test",
+            "--seconds", "1.5", "--sign-key", str(key_file), "--kid", "desk-1", "--timeout", "1")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "--seconds" in r.stderr and "whole seconds" in r.stderr
