@@ -113,8 +113,8 @@ def _never_run(config: Any, what: str, *, json_out: bool) -> None:
           file=sys.stderr if json_out else sys.stdout)
 
 
-NEVER_RUN_STATUS: dict[str, Any] = {"alarms": [], "outbox_pending": 0, "last_seq": 0,
-                                    "session": 0, "faults": {}}
+NEVER_RUN_STATUS: dict[str, Any] = {"alarms": [], "alarms_active": 0, "outbox_pending": 0,
+                                    "last_seq": 0, "session": 0, "faults": {}}
 
 
 def cmd_quarantine_db(args: argparse.Namespace) -> int:
@@ -166,7 +166,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             "alarms": [{"complaint_id": a.complaint_id, "priority": a.priority,
                         "alerted_at": a.alerted_at,
                         "age_s": round(now - a.alerted_at, 1), "escalated": a.escalated,
-                        "silenced": a.silenced} for a in active],
+                        "silenced": a.silenced} for a in active[:max(args.limit, 0)]],
+            "alarms_active": len(active),
             "outbox_pending": store.outbox_count(), "last_seq": store.last_seq(),
             "session": int(store.get_meta("session") or 0),
             "faults": json.loads(store.get_meta("faults") or "{}"),
@@ -180,6 +181,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         flags = " escalated" * a["escalated"] + " silenced" * a["silenced"]
         print(f"  {a['complaint_id']:<32} {a['priority']:<9} since "
               f"{_when(a['alerted_at'], zone)} {_zone_label(zone)} {a['age_s']:>9.1f} s{flags}")
+    if len(active) > len(doc["alarms"]):
+        print(f"  … {len(active) - len(doc['alarms'])} more (-n to list more)")
     print(f"outbox pending: {doc['outbox_pending']} (last seq {doc['last_seq']})")
     print(f"faults: {', '.join(doc['faults']) or 'none'}")
     return Exit.OK

@@ -207,3 +207,23 @@ def test_edited_example_is_accepted(tmp_path):
     r = run_cli("check-config", "-c", str(cfg))
     assert r.returncode == 0, r.stderr
     assert "OK (station bandung-1, region jabar-bandung)" in r.stdout
+
+
+def test_status_limit_bounds_the_alarms_listed(tmp_path):
+    """``status -n N`` (docs/CLI.md §2) lists at most N active alarms, oldest first, and says
+    how many there are in all."""
+    from station.store import AlarmRow, Store
+    with Store(tmp_path / "state" / "state.db") as store:
+        store.commit(alarms=[AlarmRow(f"lim-{i}", "normal", None, None, "active",
+                                      1_780_000_000.0 + i) for i in range(3)])
+    cfg = station_config(tmp_path, 1883)
+    r = run_cli("status", "-c", str(cfg), "-n", "2")
+    assert r.returncode == 0, r.stderr
+    assert "active alarms: 3" in r.stdout
+    assert "lim-0" in r.stdout and "lim-1" in r.stdout and "lim-2" not in r.stdout
+    assert "1 more" in r.stdout
+    doc = json.loads(run_cli("status", "-c", str(cfg), "--json", "--limit", "2").stdout)
+    assert [a["complaint_id"] for a in doc["alarms"]] == ["lim-0", "lim-1"]
+    assert doc["alarms_active"] == 3
+    doc = json.loads(run_cli("status", "-c", str(cfg), "--json").stdout)
+    assert len(doc["alarms"]) == 3 and doc["alarms_active"] == 3
