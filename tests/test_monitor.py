@@ -213,3 +213,14 @@ def test_two_thousand_stations_snapshot(broker: Mosquitto, publisher: Any) -> No
     assert len(snapshot["stations"]) == 2000
     assert snapshot["stations"][0]["alarms"]["active"] == 1
     assert elapsed < 20
+
+
+@pytest.mark.parametrize("option", [["--json"], ["--wait", "1"]])
+def test_snapshot_options_without_once_are_a_usage_error(broker: Mosquitto,
+                                                         option: list[str]) -> None:
+    """``--json`` and ``--wait`` shape the ``--once`` snapshot (docs/CLI.md §3); alone they
+    would start the full-screen live view, which a script waiting for JSON never leaves."""
+    r = subprocess.run([sys.executable, "-m", "station.cli", "monitor", "--broker",
+                        broker.address, *option], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2, r.stdout[-300:] + r.stderr
+    assert "--once" in r.stderr and option[0] in r.stderr

@@ -20,13 +20,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..protocol import EventDoc, EventType, HealthDoc, PresenceDoc, StationState, rfc3339
-from ..terminal import broker_args
+from ..terminal import Exit, broker_args
 
 STALE_FACTOR = 3.0
 OLD_BOOTS = 4                     # superseded boot ids remembered per station
@@ -383,6 +384,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from .clients import connected
+    if not args.once and (args.json or args.wait is not None):
+        # Alone they would start the full-screen live view, which a script never leaves.
+        option = "--json" if args.json else "--wait"
+        print(f"error: {option} shapes the --once snapshot: add --once", file=sys.stderr)
+        return Exit.USAGE
     host, port = args.broker.host, args.broker.port
     plain = importlib.util.find_spec("rich") is None
     desk = Desk(args.root)
