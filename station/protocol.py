@@ -211,6 +211,7 @@ class Rejection:
     payload_sha256: str
     complaint_id: str | None = None
     cmd_id: str | None = None
+    cmd: str | None = None         # a refused command's name when readable (its cmd_result)
 
     def fields(self) -> dict[str, Any]:
         """The extra fields of the ``rejected`` event."""
@@ -347,22 +348,30 @@ def parse_command(payload: bytes, *, retained: bool = False) -> Command | Reject
     returned as a ``Command`` so the caller answers it ``ok: false``.
     """
     doc: Any = None
+    cmd: str | None = None
     try:
         doc = _decode(payload)
         _check_object(doc)
+        cmd = _readable_cmd(doc.get("cmd"))
         if retained:
             raise _Refused(RejectReason.SCHEMA, "retained command ignored")
         return _command(doc)
     except _Refused as r:
-        return Rejection(r.reason, r.detail, _sha256(payload), cmd_id=_readable_id(doc, "cmd_id"))
+        return Rejection(r.reason, r.detail, _sha256(payload), cmd_id=_readable_id(doc, "cmd_id"),
+                         cmd=cmd)
+
+
+def _readable_cmd(cmd: Any) -> str | None:
+    """``cmd`` when it is a short printable string (a newline would forge log lines)."""
+    return cmd if isinstance(cmd, str) and len(cmd) <= 32 and cmd.isprintable() else None
 
 
 def _command(doc: Mapping[str, Any]) -> Command:
     cmd_id = doc.get("cmd_id")
     if not isinstance(cmd_id, str) or not ID_RE.match(cmd_id):
         raise _Refused(RejectReason.SCHEMA, "cmd_id: missing or not 1–64 of [A-Za-z0-9._:-]")
-    cmd = doc.get("cmd")
-    if not isinstance(cmd, str) or len(cmd) > 32 or not cmd.isprintable():
+    cmd = _readable_cmd(doc.get("cmd"))
+    if cmd is None:
         # Printable: an unknown cmd is echoed into the log, where a newline would forge lines.
         raise _Refused(RejectReason.SCHEMA, "cmd: missing or not a short printable string")
     args = doc.get("args", {})

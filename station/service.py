@@ -354,7 +354,7 @@ class Station:
             extra = []
             if parsed.cmd_id is not None:
                 extra.append(self._envelope(EventType.CMD_RESULT, {
-                    "cmd_id": parsed.cmd_id, "cmd": None, "ok": False,
+                    "cmd_id": parsed.cmd_id, "cmd": parsed.cmd, "ok": False,
                     "detail": parsed.detail}))
             self._reject(msg, parsed.reason, parsed.detail, parsed, extra=extra)
             return

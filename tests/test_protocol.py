@@ -218,3 +218,18 @@ def test_an_id_ending_in_a_newline_is_refused(payload):
     assert isinstance(parsed, Rejection) and parsed.reason == "schema"
     command = parse_command(b'{"v":1,"cmd_id":"k\\n","cmd":"status"}')
     assert isinstance(command, Rejection) and command.reason == "schema"
+
+
+@pytest.mark.parametrize("payload, cmd", [
+    (b'{"v":1,"cmd_id":"c1","cmd":"test","args":{"seconds":60}}', "test"),
+    (b'{"v":1,"cmd_id":"c1","cmd":"ack","args":[1]}', "ack"),
+    (b'{"v":1,"cmd_id":"c1","cmd":7}', None),
+    (b'{"v":1,"cmd_id":"c1","cmd":"ack\\nforged"}', None),
+    (b'{"v":2,"cmd_id":"c1","cmd":"ack"}', None),
+])
+def test_refused_command_keeps_the_cmd_it_could_read(payload, cmd):
+    r = parse_command(payload)
+    assert isinstance(r, Rejection) and r.cmd == cmd
+    assert "cmd" not in r.fields()          # the rejected event's fields stay as they were
+    r = parse_command(b'{"v":1,"cmd_id":"c1","cmd":"silence"}', retained=True)
+    assert isinstance(r, Rejection) and r.cmd == "silence"

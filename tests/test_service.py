@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from helpers import REGION, STATION, HQ, Mosquitto, station_config, wait_for
+from helpers import REGION, ROOT, STATION, HQ, Mosquitto, station_config, wait_for
 from station.store import Store
 
 ENVELOPE = {"v", "type", "event_id", "seq", "station", "region", "at", "clock_synced"}
@@ -327,3 +327,20 @@ def test_retained_command_is_not_replayed_at_restart(broker, hq, tmp_path, start
     hq.wait_event("cmd_result", count=2, cmd_id="old-ack")
     time.sleep(0.3)
     assert s.relay_on("beacon") and hq.of_type("ack") == []
+
+
+def test_refused_command_result_names_the_cmd_it_read(broker, hq, tmp_path, start_station):
+    """``cmd_result.cmd`` is null only when the command could not be read (docs/INTERFACE.md
+    §4.2): a retained ``ack`` or a ``test`` with bad args is refused under its own name."""
+    start_station(station_config(tmp_path, broker.port))
+    hq.wait_status(lambda d: d["state"] == "online")
+    hq.command("test", cmd_id="bad-args", seconds=60)
+    res = hq.wait_event("cmd_result", cmd_id="bad-args")[0]
+    assert (res["ok"], res["cmd"]) == (False, "test")
+    hq.command("ack", cmd_id="kept", retain=True)
+    res = hq.wait_event("cmd_result", cmd_id="kept")[0]
+    assert (res["ok"], res["cmd"]) == (False, "ack")
+    hq.client.publish(f"{ROOT}/station/{STATION}/cmd", b'{"v":1,"cmd_id":"no-cmd","cmd":7}',
+                      qos=1).wait_for_publish(5)
+    assert hq.wait_event("cmd_result", cmd_id="no-cmd")[0]["cmd"] is None
+    hq.client.publish(f"{ROOT}/station/{STATION}/cmd", b"", qos=1, retain=True)  # tidy up
