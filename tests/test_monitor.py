@@ -16,7 +16,7 @@ from rich.console import Console
 
 from helpers import HQ, STATION, Mosquitto, station_config, wait_for
 from station.desk.clients import connected, make_client
-from station.desk.monitor import Desk, Subscription, is_late_will, render_table
+from station.desk.monitor import Desk, Subscription, is_late_will, plain_table, render_table
 from station.protocol import PresenceDoc, encode, rfc3339
 
 ROOT = "polri/110"
@@ -224,3 +224,22 @@ def test_snapshot_options_without_once_are_a_usage_error(broker: Mosquitto,
                         broker.address, *option], capture_output=True, text=True, timeout=20)
     assert r.returncode == 2, r.stdout[-300:] + r.stderr
     assert "--once" in r.stderr and option[0] in r.stderr
+
+
+def test_offline_station_shows_since_when() -> None:
+    """Offline is shown with its reason *and since when* (docs/INTERFACE.md §6), in the JSON
+    snapshot and in both tables, not only the age of the last status."""
+    t0 = 1_780_000_000.0
+    now = [t0]
+    desk = Desk(ROOT, wall=lambda: now[0])
+    desk.handle(f"{ROOT}/station/gone-1/status", encode(status("gone-1", at=t0, alarms=1,
+                                                               oldest=10.0)))
+    stop = {**will("gone-1", reason="shutdown"), "at": rfc3339(t0 + 5)}
+    desk.handle(f"{ROOT}/station/gone-1/presence", encode(stop))
+    now[0] = t0 + 5 + 125
+    row = desk.rows()[0]
+    assert (row["state"], row["reason"], row["since_s"]) == ("offline", "shutdown", 125.0)
+    assert "offline (shutdown) 2m05s" in plain_table([row])
+    console = Console(record=True, width=140, color_system=None)
+    console.print(render_table([row]))
+    assert "offline (shutdown) 2m05s" in console.export_text()

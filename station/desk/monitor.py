@@ -191,6 +191,7 @@ def _row(v: StationView, now: float) -> dict[str, Any]:
         "last_seen": None if v.seen is None else rfc3339(v.seen),
         "last_status_at": None if v.seen is None else rfc3339(v.seen),
         "since": None if v.since is None else rfc3339(v.since),
+        "since_s": None if v.since is None else round(max(0.0, now - v.since), 1),
         "interval_s": v.interval_s, "version": v.version,
     }
 
@@ -224,6 +225,15 @@ def _age_text(seconds: float | None) -> str:
     if seconds < 7200:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _state_text(row: dict[str, Any]) -> str:
+    """``online``, ``stale``, or ``offline (lost) 5m03s``: offline with its reason and since
+    when (docs/INTERFACE.md §6)."""
+    text = str(row["state"]) + (f" ({row['reason']})" if row["reason"] else "")
+    if row["state"] == "offline" and row.get("since_s") is not None:
+        text += f" {_age_text(row['since_s'])}"
+    return text
 
 
 def _lamps(outputs: dict[str, Any]) -> str:
@@ -267,7 +277,7 @@ def render_table(rows: list[dict[str, Any]], *, limit: int | None = None,
                          overflow="ellipsis", max_width=18 if col == "region" else None)
     shown = rows if limit is None else rows[:limit]
     for r in shown:
-        state = r["state"] + (f" ({r['reason']})" if r["reason"] else "")
+        state = _state_text(r)
         ack = r["last_ack_latency_ms"]
         table.add_row(
             r["station"], r["region"], f"[{STATE_STYLE.get(r['state'], '')}]{state}",
@@ -282,15 +292,15 @@ def render_table(rows: list[dict[str, Any]], *, limit: int | None = None,
 
 def plain_table(rows: list[dict[str, Any]], *, limit: int | None = None) -> str:
     """The desk's table as plain text (no rich installed, or not a terminal)."""
-    lines = [f"{'station':<24} {'region':<20} {'state':<18} {'alarms':>12} {'faults':<20} "
+    lines = [f"{'station':<24} {'region':<20} {'state':<26} {'alarms':>12} {'faults':<20} "
              f"{'outbox':>6} {'ack ms':>7} {'seen':>7}"]
     shown = rows if limit is None else rows[:limit]
     for r in shown:
-        state = r["state"] + (f" ({r['reason']})" if r["reason"] else "")
+        state = _state_text(r)
         active = r["alarms"]["active"]
         alarms = f"{active} ({_age_text(r['alarms']['oldest_unacked_s'])})" if active else "0"
         ack = r["last_ack_latency_ms"]
-        lines.append(f"{r['station']:<24} {r['region'][:20]:<20} {state:<18} {alarms:>12} "
+        lines.append(f"{r['station']:<24} {r['region'][:20]:<20} {state:<26} {alarms:>12} "
                      f"{', '.join(r['faults'])[:20]:<20} {r['outbox_pending'] or '':>6} "
                      f"{'-' if ack is None else f'{ack:.0f}':>7} {_age_text(r['age_s']):>7}")
     if len(shown) < len(rows):
