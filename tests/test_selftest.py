@@ -105,3 +105,18 @@ def test_installers_closing_hint_stops_the_service_around_the_selftest(tmp_path)
     hint = r.stdout[r.stdout.index("Next steps"):]
     assert SELFTEST_RUN.search(hint), hint
     assert selftest_instructions_without_stop_start(hint) == [], hint
+
+
+@pytest.mark.parametrize("option, value", [("--siren-seconds", "-1"), ("--siren-seconds", "0"),
+                                           ("--beacon-seconds", "nan"),
+                                           ("--button-timeout", "-5"),
+                                           ("--button-timeout", "inf")])
+def test_cli_refuses_a_time_that_is_not_a_positive_number(tmp_path, option, value):
+    """A usage error (exit 2, docs/CLI.md §1) before any relay switches — not a traceback
+    from sleep() with the siren already on."""
+    cfg = station_config(tmp_path, 1883)
+    r = subprocess.run([sys.executable, "-m", "station.cli", "selftest", "-c", str(cfg),
+                        option, value], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert option in r.stderr and "Traceback" not in r.stderr
+    assert "siren ON" not in r.stdout
