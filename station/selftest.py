@@ -8,7 +8,6 @@ PASS, 1 on FAIL.
 from __future__ import annotations
 
 import argparse
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from .config import Config
 from .errors import HardwareError
 from .hardware import Hardware
 from . import terminal
-from .terminal import Exit, config_arg, load_config_arg
+from .terminal import Exit, config_arg, load_config_arg, seconds
 
 
 @dataclass
@@ -74,23 +73,11 @@ def run_selftest(config: Config, *, pin_factory: Any = None, siren_s: float = 1.
     return result
 
 
-def _seconds(text: str) -> float:
-    """argparse type: a finite number of seconds above 0 (exit 2 otherwise, before a relay
-    switches)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a number of seconds above 0")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     config_arg(p)
-    p.add_argument("--siren-seconds", type=_seconds, default=1.0, help="siren on-time (≤ 10)")
-    p.add_argument("--beacon-seconds", type=_seconds, default=3.0, help="beacon on-time (≤ 30)")
-    p.add_argument("--button-timeout", type=_seconds, default=30.0,
+    p.add_argument("--siren-seconds", type=seconds, default=1.0, help="siren on-time (≤ 10)")
+    p.add_argument("--beacon-seconds", type=seconds, default=3.0, help="beacon on-time (≤ 30)")
+    p.add_argument("--button-timeout", type=seconds, default=30.0,
                    help="seconds to wait for the button press")
 
 

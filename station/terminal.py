@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import threading
@@ -62,6 +63,23 @@ def broker_address(text: str) -> BrokerAddress:
     if isinstance(parsed, str):
         raise argparse.ArgumentTypeError(parsed)
     return parsed
+
+
+def seconds(text: str) -> float:
+    """argparse type: a finite number of seconds above 0 (a usage error otherwise: ``nan``
+    waits forever, a negative one fails inside ``sleep``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number of seconds above 0")
+    return value
+
+
+def seconds_or_zero(text: str) -> float:
+    """argparse type: like :func:`seconds`, 0 allowed."""
+    return 0.0 if text.strip() in ("0", "0.0") else seconds(text)
 
 
 def broker_args(p: argparse.ArgumentParser) -> None:

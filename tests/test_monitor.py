@@ -243,3 +243,12 @@ def test_offline_station_shows_since_when() -> None:
     console = Console(record=True, width=140, color_system=None)
     console.print(render_table([row]))
     assert "offline (shutdown) 2m05s" in console.export_text()
+
+
+@pytest.mark.parametrize("value", ["-1", "nan"])
+def test_once_wait_must_be_a_time(value: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "station.cli", "monitor", "--broker",
+                        "127.0.0.1:1", "--once", "--wait", value],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2, r.stderr
+    assert "--wait" in r.stderr and "Traceback" not in r.stderr

@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 from ..protocol import COMMANDS, ID_RE, NAME_RE, VERSION, encode, station_topic
-from ..terminal import Exit, broker_args
+from ..terminal import Exit, broker_args, seconds
 from .clients import EventWaiter, Side, hq_client, publish_wait
 from .keys import SignArgsError, add_sign_args, signing_key
 
@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", help="ack: who acknowledges (recorded by the station)")
     p.add_argument("--seconds", type=float,
                    help="test: self-test length (≤ 10 s; whole seconds when signed)")
-    p.add_argument("--timeout", type=float, default=10.0,
+    p.add_argument("--timeout", type=seconds, default=10.0,
                    help="seconds to wait for the cmd_result (default %(default)s)")
     add_sign_args(p)
 

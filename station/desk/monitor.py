@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..protocol import EventDoc, EventType, HealthDoc, PresenceDoc, StationState, rfc3339
-from ..terminal import Exit, broker_args
+from ..terminal import Exit, broker_args, seconds_or_zero
 
 STALE_FACTOR = 3.0
 OLD_BOOTS = 4                     # superseded boot ids remembered per station
@@ -387,7 +387,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--once", action="store_true",
                    help="print one snapshot after reading the retained statuses, then exit")
     p.add_argument("--json", action="store_true", help="with --once: JSON snapshot")
-    p.add_argument("--wait", type=float, metavar="S",
+    p.add_argument("--wait", type=seconds_or_zero, metavar="S",
                    help=f"with --once: collect for S seconds (default: until {QUIET_S} s "
                         "without a message)")
 

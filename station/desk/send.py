@@ -13,7 +13,7 @@ from ..protocol import (
     ID_RE, NAME_RE, EventType, Priority, complaint_payload, region_complaints, rfc3339,
 )
 from ..signing import sign_payload
-from ..terminal import Exit, broker_args
+from ..terminal import Exit, broker_args, seconds
 from .clients import EventWaiter, confirm, hq_client, publish_wait
 from .keys import SignArgsError, add_sign_args, signing_key
 
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--count", type=int, default=1, help="complaints to send (load, drills)")
     p.add_argument("--rate", type=float, default=0.0, help="complaints per second (0: fast)")
     add_sign_args(p)
-    p.add_argument("--wait-alerting", type=float, metavar="SECONDS",
+    p.add_argument("--wait-alerting", type=seconds, metavar="SECONDS",
                    help="wait up to SECONDS for each complaint's alerting event; print "
                         "station and relay_latency_ms; exit 1 if one does not come")
 

@@ -98,3 +98,15 @@ def test_send_command_signed_test_with_a_fraction_is_a_usage_error(broker: Mosqu
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     assert "--seconds" in r.stderr and "whole seconds" in r.stderr
+
+
+def test_client_waits_must_be_times() -> None:
+    """``--timeout nan`` waited forever and ``--timeout -1`` gave up at once: both are usage
+    errors (exit 2), as is a negative ``--wait-alerting``."""
+    dead = f"127.0.0.1:{free_port()}"
+    for value in ("nan", "-1", "0"):
+        r = cli("send-command", "--broker", dead, "--station", STATION, "status",
+                "--timeout", value, timeout=20)
+        assert r.returncode == 2 and "--timeout" in r.stderr, (value, r.stderr)
+    r = cli("send-complaint", "--broker", dead, "--region", REGION, "--wait-alerting", "-1")
+    assert r.returncode == 2 and "--wait-alerting" in r.stderr, r.stderr
