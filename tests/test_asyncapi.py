@@ -129,6 +129,16 @@ def test_every_fixed_set_of_the_code_is_in_the_schemas() -> None:
         assert cmd in SCHEMAS["Command"]["properties"]["cmd"]["description"]
 
 
+# QoS and retained flag of each topic (docs/INTERFACE.md §2): every operation says both.
+RETAINED = {"complaints": False, "events": False, "status": True, "presence": True, "cmd": False}
+
+
+def test_every_operation_binds_the_qos_and_retained_flag_of_its_topic() -> None:
+    for name, op in DOC["operations"].items():
+        channel = op["channel"]["$ref"].rsplit("/", 1)[-1]
+        assert op["bindings"]["mqtt"] == {"qos": 1, "retain": RETAINED[channel]}, name
+
+
 # --- what a real station publishes ------------------------------------------------------------
 
 class Tap:
