@@ -76,8 +76,7 @@ def main(args: argparse.Namespace) -> int:
         return Exit.FAIL
     print(f"private key: {private}  (mode 0600; stays with HQ or the desk, never on a station)")
     print(f"public key:  {public}  (copy to every station)")
-    print("station config (hq_keys for complaints, desk_keys for commands):")
-    print("security:")
-    print("  hq_keys:")
+    print("station config: add this entry to security.hq_keys if HQ signs complaints with "
+          "this key, or to security.desk_keys if the desk signs commands with it (never both):")
     print(f"    - {{kid: {args.kid}, public_key_file: /etc/polres-station/keys/{public.name}}}")
     return Exit.OK

@@ -81,3 +81,12 @@ def test_station_keys_give_a_security_section_the_config_accepts(tmp_path: Path)
     ring = ring_of((k.kid, k.public_key) for k in config.security.hq_keys)
     assert ring.verify(sign({"v": 1}, "t", hq_key), "t").kid == "hq"
     assert [k.kid for k in config.security.desk_keys] == [desk_key.kid] == ["desk"]
+
+
+def test_keygen_does_not_file_a_desk_key_under_hq_keys(tmp_path: Path) -> None:
+    """The printed config must not put every key in ``hq_keys``: a desk key pasted there could
+    sound sirens (docs/SIGNING.md). It names both lists and says which key goes where."""
+    r = run_cli("keygen", "--kid", "desk-1", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "hq_keys" in r.stdout and "desk_keys" in r.stdout and "never both" in r.stdout
+    assert "security:\n  hq_keys:\n    - {kid: desk-1" not in r.stdout
