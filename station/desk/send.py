@@ -37,6 +37,10 @@ def main(args: argparse.Namespace) -> int:
     if not NAME_RE.match(args.region):
         print(f"error: --region {args.region!r} is not a region id", file=sys.stderr)
         return Exit.USAGE
+    problem = _field_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return Exit.USAGE
     try:
         key = signing_key(args)
     except SignArgsError as e:
@@ -52,9 +56,6 @@ def main(args: argparse.Namespace) -> int:
         start = time.monotonic()
         for i in range(count):
             cid = args.id if args.id and count == 1 else new_id(args.id, i)
-            if not ID_RE.match(cid):
-                print(f"error: --id {cid!r} is not 1–64 of [A-Za-z0-9._:-]", file=sys.stderr)
-                return Exit.USAGE
             payload = complaint_payload(complaint_id=cid, region=args.region,
                                         priority=args.priority, category=args.category,
                                         summary=args.summary,
@@ -71,6 +72,19 @@ def main(args: argparse.Namespace) -> int:
     for cid in ids:
         print(cid)
     return Exit.OK
+
+
+def _field_problem(args: argparse.Namespace) -> str | None:
+    """Why the complaint asked for would be refused by a station (docs/INTERFACE.md §3)."""
+    if args.category is not None and len(args.category) > 64:
+        return "--category: at most 64 characters"
+    if args.summary is not None and len(args.summary) > 2000:
+        return "--summary: at most 2,000 characters"
+    count = max(1, args.count)
+    if args.id and not ID_RE.match(args.id if count == 1 else new_id(args.id, count - 1)):
+        numbered = "" if count == 1 else " (with --count: plus -NNNNNN)"
+        return f"--id {args.id!r}: not 1–64 of [A-Za-z0-9._:-]{numbered}"
+    return None
 
 
 def _alerting_for(complaint_id: str, doc: dict[str, Any]) -> bool:
@@ -96,5 +110,4 @@ def _report_alerting(waiter: EventWaiter, ids: list[str], seconds: float) -> int
 def new_id(prefix: str | None, i: int) -> str:
     """``PREFIX-000123`` with a prefix, else ``110-YYYYMMDD-HHMMSS-xxxxxx``."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    base = f"{prefix}-{i:06d}" if prefix else f"110-{stamp}-{uuid.uuid4().hex[:6]}"
-    return base[:64]
+    return f"{prefix}-{i:06d}" if prefix else f"110-{stamp}-{uuid.uuid4().hex[:6]}"

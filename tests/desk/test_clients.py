@@ -110,3 +110,15 @@ def test_client_waits_must_be_times() -> None:
         assert r.returncode == 2 and "--timeout" in r.stderr, (value, r.stderr)
     r = cli("send-complaint", "--broker", dead, "--region", REGION, "--wait-alerting", "-1")
     assert r.returncode == 2 and "--wait-alerting" in r.stderr, r.stderr
+
+
+def test_send_complaint_refuses_what_a_station_would_refuse_before_connecting() -> None:
+    """A complaint HQ's own tool sends is valid (docs/INTERFACE.md §3): a category over 64 or
+    a summary over 2,000 characters, or an --id prefix too long for --count's numbers (cut to
+    64 they were all the same id, and only the first alarmed), is a usage error (exit 2)."""
+    dead = f"127.0.0.1:{free_port()}"
+    for extra in (["--category", "c" * 65], ["--summary", "s" * 2001],
+                  ["--id", "p" * 60, "--count", "3"], ["--id", "bad id"]):
+        r = cli("send-complaint", "--broker", dead, "--region", REGION, *extra)
+        assert r.returncode == 2, (extra[0], r.returncode, r.stderr)
+        assert extra[0] in r.stderr and "Traceback" not in r.stderr
