@@ -120,3 +120,12 @@ def test_cli_refuses_a_time_that_is_not_a_positive_number(tmp_path, option, valu
     assert r.returncode == 2, r.stdout + r.stderr
     assert option in r.stderr and "Traceback" not in r.stderr
     assert "siren ON" not in r.stdout
+
+
+def test_interface_says_the_technicians_selftest_publishes_no_event():
+    """The wire lists a ``selftest`` trigger ``cli``, but ``polres-station selftest`` runs with
+    the service stopped and writes nothing (a root-owned write into the service's database
+    would lock the service out of it): docs/INTERFACE.md must say so."""
+    text = (REPO / "docs" / "INTERFACE.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| `selftest` |"))
+    assert "polres-station selftest" in row and "no event" in row
