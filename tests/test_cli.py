@@ -227,3 +227,13 @@ def test_status_limit_bounds_the_alarms_listed(tmp_path):
     assert doc["alarms_active"] == 3
     doc = json.loads(run_cli("status", "-c", str(cfg), "--json").stdout)
     assert len(doc["alarms"]) == 3 and doc["alarms_active"] == 3
+
+
+def test_run_without_usable_gpio_exits_1_as_documented(tmp_path):
+    """A GPIO failure at start is exit 1 (docs/CLI.md §1); the ``run`` row lists it too."""
+    cfg = station_config(tmp_path, 1883, gpio={"pin_factory": "lgpio"})
+    r = run_cli("run", "-c", str(cfg))
+    assert r.returncode == 1 and "GPIO:" in r.stderr, r.stderr
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "CLI.md").read_text()
+    row = next(line for line in doc.splitlines() if line.startswith("| `run` |"))
+    assert row.rstrip(" |").rsplit("|", 1)[-1].strip().startswith("0 on a clean stop; 1 ")
