@@ -237,3 +237,16 @@ def test_run_without_usable_gpio_exits_1_as_documented(tmp_path):
     doc = (Path(__file__).resolve().parent.parent / "docs" / "CLI.md").read_text()
     row = next(line for line in doc.splitlines() if line.startswith("| `run` |"))
     assert row.rstrip(" |").rsplit("|", 1)[-1].strip().startswith("0 on a clean stop; 1 ")
+
+
+@pytest.mark.parametrize("command", ["check-config", "status", "history", "selftest",
+                                     "outputs-off", "quarantine-db", "firmware-config",
+                                     "timesync-config"])
+def test_every_station_subcommand_exits_78_on_a_bad_config_as_documented(tmp_path, command):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("station: {id: x}\n")
+    r = run_cli(command, "-c", str(bad))
+    assert r.returncode == 78 and "station.region" in r.stderr, r.stderr
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "CLI.md").read_text()
+    row = next(line for line in doc.splitlines() if line.startswith(f"| `{command}` |"))
+    assert "78" in row.rstrip(" |").rsplit("|", 1)[-1], row
