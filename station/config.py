@@ -811,12 +811,15 @@ def _keys(s: _Section, name: str, seen: dict[str, str]) -> tuple[PublicKeyRef, .
             k.problems.add(k.key("kid"), f"{kid!r} is already the kid of {seen[kid]}")
         elif kid is not None:
             seen[kid] = k.path
-        if kid is None or path is None:
+        if path is None:
             continue
         try:
-            out.append(PublicKeyRef(kid, path, read_public_key(path)))
+            raw = read_public_key(path)     # checked even beside a bad kid: every problem
         except KeyFileError as e:
             k.problems.add(k.key("public_key_file"), str(e))
+            continue
+        if kid is not None:
+            out.append(PublicKeyRef(kid, path, raw))
     return tuple(out)
 
 

@@ -129,3 +129,16 @@ def test_check_config_says_what_is_signed(tmp_path: Path, pair: tuple[Path, Path
     assert done.returncode == 0, done
     assert "signatures required: complaints by hq-2026" in done.stdout
     assert "no desk key" in done.stdout            # every remote command will be refused
+
+
+def test_a_bad_key_file_is_reported_even_beside_a_bad_kid(tmp_path: Path,
+                                                          pair: tuple[Path, Path]) -> None:
+    """Every problem in one run (docs/BEHAVIOUR.md §5): a wrong kid does not hide that the
+    file beside it is no public key."""
+    found = problems(tmp_path, {"hq_keys": [{"kid": "bad kid", "public_key_file": str(pair[0])},
+                                            {"public_key_file": str(pair[0])}]})
+    text = "\n".join(found)
+    assert "security.hq_keys[0].kid: 'bad kid' is not a key id" in text
+    assert "security.hq_keys[0].public_key_file: " in text and "not a PEM public key" in text
+    assert "security.hq_keys[1].kid: required" in text
+    assert "security.hq_keys[1].public_key_file: " in text
