@@ -9,17 +9,21 @@
 #   local-cluster.sh node-kill  DIR N        SIGKILL node N (1-3): a crash, for failover drills
 #   local-cluster.sh node-stop  DIR N        stop node N gracefully (maintenance)
 #   local-cluster.sh node-start DIR N [N..]  start nodes again (together); returns once they
-#                                            accept MQTT and prints their host:port
+#                                            accept MQTT and prints their host:port (a restarted
+#                                            node's MQTT client-id tracker is started early:
+#                                            tracker_kick below, DIR/tracker-kick.log;
+#                                            TRACKER_KICK=0 leaves it to RabbitMQ)
 #   local-cluster.sh ctl DIR N ARGS...       rabbitmqctl ARGS against node N (e.g. list_queues)
 #
 # Everything lives in DIR: data, logs, pid files, the Erlang cookie. Node names carry a hash of
 # DIR and BASE_PORT, and the cluster runs its own epmd on a port of its range, so two clusters on
 # one machine (parallel test runs, CI) never see each other, and the machine's own RabbitMQ
-# (5672, epmd 4369) is never touched. Ports, from BASE_PORT (default: a free range of 50):
-#   MQTT BASE+0..2, AMQP BASE+10..12, Erlang distribution BASE+20..22, epmd BASE+30,
-#   CLI tools BASE+40..49. Listeners bind 127.0.0.1 only; MQTT accepts anonymous clients (the
-#   loopback-only guest user), like a test mosquitto. The reference configuration with TLS,
-#   identities and permissions is rabbitmq.conf + setup-permissions.sh beside this script.
+# (5672, epmd 4369) is never touched. Ports, from BASE_PORT (default: a free range of 50, below
+# the kernel's ephemeral port range): MQTT BASE+0..2, AMQP BASE+10..12, Erlang distribution
+# BASE+20..22, epmd BASE+30, CLI tools BASE+40..49. Listeners bind 127.0.0.1 only; MQTT accepts
+# anonymous clients (the loopback-only guest user), like a test mosquitto. The reference
+# configuration with TLS, identities and permissions is rabbitmq.conf + setup-permissions.sh
+# beside this script.
 #
 # Exit status: 0 done; 1 a node did not come up (its log's tail is printed); 2 usage.
 set -euo pipefail
@@ -31,15 +35,22 @@ BOOT_TIMEOUT_S=${BOOT_TIMEOUT_S:-120}
 NODES=(1 2 3)
 
 die() { echo "local-cluster: $*" >&2; exit "${2:-1}"; }
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 pick_base() {
-    # A range of 50 ports with nothing listening; random so parallel runs rarely race.
-    local base p busy
+    # A range of 50 ports with nothing listening; random so parallel runs rarely race. Below the
+    # kernel's ephemeral range: every outgoing connection (a readiness probe, a CLI call, the
+    # nodes' own links) takes its local port from that range, and a node restarted while one of
+    # them held its listener's port died with eaddrinuse ("node n3 exited while booting").
+    local lo hi from span base p busy
+    read -r lo hi 2>/dev/null < /proc/sys/net/ipv4/ip_local_port_range || { lo=32768; hi=60999; }
+    from=10000; span=$(( lo - 50 - from ))
+    if [ "$span" -lt 1000 ]; then from=$(( hi + 1 )); span=$(( 65485 - from )); fi
+    [ "$span" -ge 1 ] || die "no port range outside the ephemeral range $lo-$hi"
     for _ in $(seq 1 50); do
-        base=$(( 20000 + (RANDOM * 32768 + RANDOM) % 35000 ))
+        base=$(( from + (RANDOM * 32768 + RANDOM) % span ))
         busy=0
         for p in $(seq "$base" $((base + 49))); do
             if port_busy "$p"; then busy=1; break; fi
@@ -102,7 +113,7 @@ write_files() {
             echo "mqtt.durable_queue_type = quorum"
             echo "mqtt.subscription_ttl = 604800000"
             echo "log.console = false"
-            echo "log.file.level = warning"
+            echo "log.file.level = info"    # mqtt_node (client-id tracker) lines are info
             if [ "$n" != 1 ]; then
                 # A virgin node 2 or 3 joins node 1 by itself (node 1 is up before they start).
                 echo "cluster_formation.peer_discovery_backend = classic_config"
@@ -149,6 +160,51 @@ node_launch() {
         exec setsid "$SERVER" </dev/null >>"$DIR/n$n/server.out" 2>&1
     ) &
     echo $! > "$DIR/n$n/group.pid"
+}
+
+tracker_kick() {  # tracker_kick N: start node N's member of the client-id tracker early
+    # RabbitMQ 3.10's MQTT plugin tracks client ids in a Raft cluster of its own (Ra cluster
+    # "mqtt_node", Ra system "coordination"). At start, a node that has a member asks its peers
+    # for the members (ra:members, 100 s timeout) BEFORE it restarts its own member. After a
+    # lost majority whose tracker leader was on a lost node, the survivor's member has no
+    # leader and holds that question for the full 100 s; every restarted node waits the same
+    # way, so none restarts its member and no majority forms: MQTT opened ~100 s late. Started
+    # here as soon as the VM can, the member gives the survivor its majority, a leader is
+    # elected in about a second and the question is answered. Idempotent: the plugin's own
+    # restart afterwards finds it running ("already_started"). Ends with the node's boot.
+    local n=$1 deadline=$((SECONDS + BOOT_TIMEOUT_S)) out
+    while [ "$SECONDS" -lt "$deadline" ] && kill -0 "$(node_pgid "$n")" 2>/dev/null; do
+        out=$( (common_env; node_env "$n"
+                exec "$CTL" -n "$(node_name "$n")" -q -t 5 eval "$TRACKER_RESTART") 2>&1 ) \
+            || out="not yet: $(echo "$out" | tr -s '\n ' ' ' | cut -c1-200)"
+        echo "$(date -u +%FT%T.%3NZ) n$n $out" >> "$DIR/tracker-kick.log"
+        case $out in (ok|no_tracker|*already_started*) return 0 ;; esac
+        sleep 0.5
+    done
+}
+
+# ok, {error,{already_started,_}}, no_tracker (a virgin node), or not yet (plugin code not on
+# the code path yet; raises while the Ra system is not started).
+TRACKER_RESTART='case code:ensure_loaded(mqtt_machine) of
+    {module, _} ->
+        case ra_directory:uid_of(coordination, mqtt_node) of
+            undefined -> no_tracker;
+            _ -> ra:restart_server(coordination, {mqtt_node, node()})
+        end;
+    Other -> {not_yet, Other}
+end.'
+
+launch_and_wait() {  # launch_and_wait N...: launch the nodes (with their tracker kick), wait
+    local n kicks=()
+    for n in "$@"; do node_launch "$n"; done
+    if [ "${TRACKER_KICK:-1}" != 0 ]; then   # TRACKER_KICK=0: RabbitMQ 3.10's own behaviour
+        for n in "$@"; do
+            tracker_kick "$n" </dev/null >/dev/null 2>&1 &
+            kicks+=($!)
+        done
+    fi
+    wait_ready "$@"
+    [ "${#kicks[@]}" = 0 ] || wait "${kicks[@]}" 2>/dev/null || true
 }
 
 mqtt_ready() {
@@ -216,7 +272,7 @@ cmd_start() {
         node_launch 2; node_launch 3; wait_ready 2 3
     else
         # A restart: each node finds its cluster from its own data.
-        node_launch 1; node_launch 2; node_launch 3; wait_ready 1 2 3
+        launch_and_wait 1 2 3
     fi
     print_addresses
 }
@@ -286,8 +342,7 @@ cmd_node_start() {
     local n
     for n in "$@"; do check_n "$n"; done
     write_files; epmd_start
-    for n in "$@"; do node_launch "$n"; done
-    wait_ready "$@"
+    launch_and_wait "$@"
     for n in "$@"; do echo "127.0.0.1:$(mqtt_port "$n")"; done
 }
 
