@@ -5,6 +5,7 @@ an HQ client that lives through node kills (a persistent 3.1.1 session, rotating
     cluster.addresses                             # ["127.0.0.1:p1", "127.0.0.1:p2", ...]
     cluster.kill(1); cluster.node_start(1)
     cluster.leader_of("mqtt-subscription-<client id>qos1")  # → 1, 2 or 3
+    cluster.move_tracker_leader(3)                # the MQTT client-id tracker's Raft leader
     cluster.stop()
 """
 from __future__ import annotations
@@ -83,6 +84,29 @@ class LocalCluster:
             if len(fields) == 2 and fields[0] == queue:
                 return int(re.search(r"-n(\d)@", fields[1]).group(1))  # type: ignore[union-attr]
         raise AssertionError(f"queue {queue} not found:\n{out}")
+
+    def node_name(self, node: int) -> str:
+        prefix = (self.dir / "cluster.env").read_text().split("PREFIX=")[1].split()[0]
+        return f"{prefix}-n{node}@localhost"
+
+    def tracker_leader(self, via: int) -> int:
+        """The node (1-3) holding the leader of the MQTT plugin's client-id tracker (the Raft
+        cluster ``mqtt_node``), asked of node ``via``."""
+        out = self.ctl(via, "eval", "case ra:members({mqtt_node, node()}, 5000) of "
+                                    "{ok, _, {_, Leader}} -> Leader; Other -> Other end.")
+        found = re.search(r"-n(\d)@localhost'?\s*$", out.strip())
+        assert found, f"no tracker leader known to node {via}: {out}"
+        return int(found.group(1))
+
+    def move_tracker_leader(self, to: int) -> None:
+        """Hand the client-id tracker's leadership to node ``to`` (a drill's worst case: its
+        leader on a node about to be lost)."""
+        leader = self.tracker_leader(via=to)
+        if leader != to:
+            self.ctl(leader, "eval", "ra:transfer_leadership({mqtt_node, node()}, "
+                                     f"{{mqtt_node, '{self.node_name(to)}'}}).")
+        wait_for(lambda: self.tracker_leader(via=to) == to, 15, interval=0.5,
+                 what=f"the client-id tracker's leader on node {to}")
 
     def stop(self) -> None:
         subprocess.run([str(SCRIPT), "stop", str(self.dir)], capture_output=True, timeout=120)
