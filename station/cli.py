@@ -166,7 +166,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "alarms": [{"complaint_id": a.complaint_id, "priority": a.priority,
                         "alerted_at": a.alerted_at,
                         "age_s": round(now - a.alerted_at, 1), "escalated": a.escalated,
-                        "silenced": a.silenced} for a in active[:max(args.limit, 0)]],
+                        "silenced": a.silenced} for a in active[:_bound(args.limit)]],
             "alarms_active": len(active),
             "outbox_pending": store.outbox_count(), "last_seq": store.last_seq(),
             "session": int(store.get_meta("session") or 0),
@@ -186,6 +186,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"outbox pending: {doc['outbox_pending']} (last seq {doc['last_seq']})")
     print(f"faults: {', '.join(doc['faults']) or 'none'}")
     return Exit.OK
+
+
+def _bound(limit: int | None) -> int | None:
+    """A slice end for ``-n/--limit``: None (every row) when not given."""
+    return None if limit is None else max(limit, 0)
 
 
 def _when(wall: float | None, zone: tzinfo) -> str:
@@ -282,6 +287,13 @@ def _list_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--limit", type=int, default=50, help="rows (default %(default)s)")
 
 
+def _status_args(p: argparse.ArgumentParser) -> None:
+    config_arg(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-n", "--limit", type=int, default=None,
+                   help="active alarms listed, oldest first (default: all)")
+
+
 def _quarantine_args(p: argparse.ArgumentParser) -> None:
     config_arg(p)
     p.add_argument("--force", action="store_true",
@@ -289,7 +301,7 @@ def _quarantine_args(p: argparse.ArgumentParser) -> None:
 
 
 EXTRA_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
-    "run": _run_args, "status": _list_args, "history": _list_args,
+    "run": _run_args, "status": _status_args, "history": _list_args,
     "quarantine-db": _quarantine_args,
 }
 

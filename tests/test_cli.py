@@ -225,8 +225,12 @@ def test_status_limit_bounds_the_alarms_listed(tmp_path):
     doc = json.loads(run_cli("status", "-c", str(cfg), "--json", "--limit", "2").stdout)
     assert [a["complaint_id"] for a in doc["alarms"]] == ["lim-0", "lim-1"]
     assert doc["alarms_active"] == 3
+    with Store(tmp_path / "state" / "state.db") as store:     # by default every one is listed
+        store.commit(alarms=[AlarmRow(f"many-{i}", "normal", None, None, "active",
+                                      1_780_000_100.0 + i) for i in range(57)])
     doc = json.loads(run_cli("status", "-c", str(cfg), "--json").stdout)
-    assert len(doc["alarms"]) == 3 and doc["alarms_active"] == 3
+    assert len(doc["alarms"]) == 60 and doc["alarms_active"] == 60
+    assert "more" not in run_cli("status", "-c", str(cfg)).stdout
 
 
 def test_run_without_usable_gpio_exits_1_as_documented(tmp_path):
