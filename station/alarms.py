@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from heapq import heapify, heappop, heappush
 from typing import Any, Callable, ClassVar, Mapping
 
 from .config import AlarmConfig, Pattern
@@ -24,6 +25,7 @@ from .protocol import (
 )
 
 RANK = {p: i for i, p in enumerate(Priority)}  # 0 = highest
+BY_RANK = tuple(Priority)
 
 
 class AlarmState(StrEnum):
@@ -193,6 +195,7 @@ class _Alarm:
     next_reminder_at: float | None = None
     category: str | None = None
     reported_at: str | None = None
+    order: int = 0                    # when it joined the active alarms (their dict order)
 
     def record(self, **changes: Any) -> AlarmRecord:
         base: dict[str, Any] = dict(
@@ -249,6 +252,14 @@ class Machine:
         self.bounce_s = bounce_s
         self.feedback = feedback
         self._alarms: dict[str, _Alarm] = {}
+        # Per input the machine touches only the alarms concerned, never all of them (a burst
+        # leaves 1,000 active): the alarms' deadlines wait in a heap of (time, order, id), an
+        # entry dropped lazily once it no longer is one of that alarm's deadlines, and the
+        # sounding alarms are counted per priority rank. Every deadline change goes through
+        # _set_sounding / _set_reminder, every membership change through _add / _remove.
+        self._heap: list[tuple[float, int, str]] = []
+        self._sounding = [0] * len(BY_RANK)
+        self._added = 0
         self._button = _Button(raw=button_pressed, raw_at=now, pressed=button_pressed,
                                pressed_since=now if button_pressed else None,
                                hold_used=button_pressed)
@@ -283,11 +294,11 @@ class Machine:
     def next_deadline(self) -> float | None:
         """The earliest monotonic time at which a ``Tick`` changes something, or None."""
         times: list[float] = []
-        for a in self._alarms.values():
-            if a.sounding_until is not None:
-                times.append(a.sounding_until)
-            if a.next_reminder_at is not None:
-                times.append(a.next_reminder_at)
+        heap = self._heap
+        while heap and not self._live(heap[0]):
+            heappop(heap)
+        if heap:
+            times.append(heap[0][0])
         times += self._button_deadlines()
         if self._test is not None:
             times.append(self._test.beacon_until)
@@ -342,7 +353,7 @@ class Machine:
         alarm = _Alarm(c.complaint_id, priority, alerted_at=now,
                        sounding_until=now + self.config.siren_max_s, category=c.category,
                        reported_at=c.reported_at)
-        self._alarms[c.complaint_id] = alarm
+        self._add(alarm)
         p.emit(EventType.ALERTING, complaint_id=c.complaint_id, priority=priority)
         p.records.append(alarm.record())
         p.changed = True
@@ -362,7 +373,7 @@ class Machine:
                        unacked_s=round(age, 1))
                 p.records.append(a.record())
             a.next_reminder_at = now    # remind the room at once that something is unacked
-        self._alarms[a.complaint_id] = a
+        self._add(a)
         p.notes.append(f"resumed alarm {a.complaint_id} ({a.priority}, {age:.0f} s old)")
         p.changed = True
 
@@ -401,9 +412,9 @@ class Machine:
             return
         for a in sounding:
             # Silenced alarms keep the beacon and still get reminder bursts until acked.
-            a.sounding_until = None
+            self._set_sounding(a, None)
             a.silenced = True
-            a.next_reminder_at = now + self.config.reminder_every_s
+            self._set_reminder(a, now + self.config.reminder_every_s)
             p.records.append(a.record())
         p.changed = True
         p.reply = (True, f"silenced {len(sounding)}; beacon stays until acknowledged")
@@ -435,7 +446,7 @@ class Machine:
     def _acknowledge(self, ids: list[str], method: AckMethod, by: str | None, now: float,
                      p: _Pending) -> None:
         for cid in ids:
-            a = self._alarms.pop(cid)
+            a = self._remove(cid)
             latency = round((now - a.alerted_at) * 1000, 3)
             fields: dict[str, Any] = {"complaint_id": cid, "method": method,
                                       "ack_latency_ms": latency}
@@ -459,26 +470,85 @@ class Machine:
         self._advance_feedback(now, p)
 
     def _advance_alarms(self, now: float, p: _Pending) -> None:
-        cfg = self.config
-        for a in self._alarms.values():
+        cfg, heap = self.config, self._heap
+        if not heap or heap[0][0] > now:
+            return
+        due: dict[int, _Alarm] = {}
+        while heap and heap[0][0] <= now:
+            entry = heappop(heap)
+            if self._live(entry):
+                a = self._alarms[entry[2]]
+                due[a.order] = a
+        for order in sorted(due):           # the alarms' own order, as they were added
+            a = due[order]
             if a.sounding_until is not None and now >= a.sounding_until:
                 ended = a.sounding_until
-                a.sounding_until = None
+                self._set_sounding(a, None)
                 p.changed = True
                 if not (a.escalated or a.silenced):
                     a.escalated = True
-                    a.next_reminder_at = ended + cfg.reminder_every_s
+                    self._set_reminder(a, ended + cfg.reminder_every_s)
                     p.emit(EventType.ESCALATED, complaint_id=a.complaint_id,
                            unacked_s=round(now - a.alerted_at, 1))
                     p.records.append(a.record())
             if a.next_reminder_at is not None and now >= a.next_reminder_at:
                 if cfg.reminder_s <= 0:  # reminders switched off
-                    a.next_reminder_at = None
+                    self._set_reminder(a, None)
                     continue
-                a.sounding_until = now + cfg.reminder_s
-                while a.next_reminder_at <= now:
-                    a.next_reminder_at += cfg.reminder_every_s
+                self._set_sounding(a, now + cfg.reminder_s)
+                reminder_at = a.next_reminder_at
+                while reminder_at <= now:
+                    reminder_at += cfg.reminder_every_s
+                self._set_reminder(a, reminder_at)
                 p.changed = True
+
+    # --- the active alarms' bookkeeping (what keeps an input from walking all of them) ----
+
+    def _add(self, a: _Alarm) -> None:
+        old = self._alarms.get(a.complaint_id)
+        if old is not None:                 # replaced where it stands in the order
+            a.order = old.order
+            if old.sounding_until is not None:
+                self._sounding[RANK[old.priority]] -= 1
+        else:
+            self._added += 1
+            a.order = self._added
+        self._alarms[a.complaint_id] = a
+        if a.sounding_until is not None:
+            self._sounding[RANK[a.priority]] += 1
+        for t in (a.sounding_until, a.next_reminder_at):
+            if t is not None:
+                heappush(self._heap, (t, a.order, a.complaint_id))
+
+    def _remove(self, complaint_id: str) -> _Alarm:
+        a = self._alarms.pop(complaint_id)
+        if a.sounding_until is not None:
+            self._sounding[RANK[a.priority]] -= 1
+        return a
+
+    def _set_sounding(self, a: _Alarm, until: float | None) -> None:
+        if (a.sounding_until is None) != (until is None):
+            self._sounding[RANK[a.priority]] += 1 if until is not None else -1
+        a.sounding_until = until
+        if until is not None:
+            heappush(self._heap, (until, a.order, a.complaint_id))
+
+    def _set_reminder(self, a: _Alarm, at: float | None) -> None:
+        a.next_reminder_at = at
+        if at is not None:
+            heappush(self._heap, (at, a.order, a.complaint_id))
+
+    def _live(self, entry: tuple[float, int, str]) -> bool:
+        """Whether a heap entry still is one of its alarm's deadlines."""
+        t, order, complaint_id = entry
+        a = self._alarms.get(complaint_id)
+        return (a is not None and a.order == order
+                and (a.sounding_until == t or a.next_reminder_at == t))
+
+    def _rebuild_heap(self) -> None:
+        self._heap = [(t, a.order, a.complaint_id) for a in self._alarms.values()
+                      for t in (a.sounding_until, a.next_reminder_at) if t is not None]
+        heapify(self._heap)
 
     def _advance_button(self, now: float, p: _Pending) -> None:
         b, cfg = self._button, self.config
@@ -566,10 +636,9 @@ class Machine:
     # --- outputs --------------------------------------------------------------------------
 
     def _compute_outputs(self, now: float) -> Outputs:
-        sounding = [a for a in self._alarms.values() if a.sounding_until is not None]
-        if sounding:
-            top = min(sounding, key=lambda a: RANK[a.priority])
-            return Outputs(siren=self.config.patterns[top.priority], beacon=True)
+        for rank, sounding in enumerate(self._sounding):
+            if sounding:                    # the highest priority sounding sets the pattern
+                return Outputs(siren=self.config.patterns[BY_RANK[rank]], beacon=True)
         if self._alarms:
             return Outputs(siren=None, beacon=True)
         t = self._test
@@ -579,6 +648,8 @@ class Machine:
         return OFF
 
     def _finish(self, now: float, p: _Pending) -> Decision:
+        if len(self._heap) > 64 + 4 * len(self._alarms):
+            self._rebuild_heap()            # mostly deadlines of alarms since acknowledged
         outputs = self._compute_outputs(now)
         if outputs != self._outputs:
             if outputs.siren is not None and self._outputs.siren is None:

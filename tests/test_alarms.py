@@ -1,6 +1,9 @@
 """The alarm machine, rule by rule (docs/BEHAVIOUR.md §1–2), with a fake clock: no sleeping."""
 from __future__ import annotations
 
+import sys
+from typing import Callable
+
 import pytest
 
 from station.alarms import (
@@ -159,6 +162,75 @@ def test_zero_reminder_length_means_no_reminders(clock):
     ds = run_until(m, clock, start + 2000)
     assert all(d.outputs.siren is None for d in ds[1:])
     assert ds[-1].outputs.beacon
+
+
+def test_alarms_due_at_one_tick_escalate_in_the_order_they_were_raised(machine, clock):
+    start = clock()
+    for cid in ("c", "a", "b"):
+        complain(machine, clock, cid)
+    machine.handle(AckCommand("a"), clock())
+    complain(machine, clock, "a")          # raised again: now the last
+    d = machine.handle(Tick(), start + 500)    # every siren and the first reminders due at once
+    assert [e.fields["complaint_id"] for e in d.events] == ["c", "b", "a"]
+
+
+def test_escalation_hands_the_pattern_to_the_next_sounding_priority(machine, clock):
+    start = clock()
+    complain(machine, clock, "e", "emergency")
+    clock.t += 60
+    complain(machine, clock, "n", "normal")
+    ds = run_until(machine, clock, start + 120)
+    assert all_events(ds) == ["escalated"]
+    assert ds[-1].outputs == Outputs(DEFAULT_PATTERNS["normal"], True)
+    ds = run_until(machine, clock, start + 180)
+    assert ds[-1].outputs == Outputs(None, True)
+
+
+def _lines_run(fn: Callable[[], object]) -> int:
+    """How many lines of Python ``fn`` executes: a cost that does not depend on the machine's
+    speed (C code such as heapq counts nothing)."""
+    count = 0
+
+    def local(frame, event, arg):  # type: ignore[no-untyped-def]
+        nonlocal count
+        count += event == "line"
+        return local
+
+    previous = sys.gettrace()
+    sys.settrace(lambda frame, event, arg: local)
+    try:
+        fn()
+    finally:
+        sys.settrace(previous)
+    return count
+
+
+@pytest.mark.parametrize("step", ["complaint", "tick", "deadline", "due"])
+def test_an_input_costs_the_same_with_1000_alarms_active_as_with_10(clock, step):
+    """A burst leaves 1,000 alarms active: an input must not walk all of them (it did, and the
+    burst ran at half the floor's rate; docs/PERFORMANCE.md). Counted in lines executed, not
+    timed, so the test is deterministic; a heap kept in Python would add a few lines per
+    doubling, well under the margin."""
+    def cost(active: int) -> int:
+        m = Machine(AlarmConfig(), now=clock())
+        start = clock()
+        for i in range(active):
+            m.handle(NewComplaint(f"c-{i}", ("urgent", "normal")[i % 2]), start + i * 0.001)
+        now = start + active * 0.001
+        if step == "complaint":
+            return _lines_run(lambda: m.handle(NewComplaint("new", "emergency"), now))
+        if step == "tick":
+            return _lines_run(lambda: m.handle(Tick(), now))
+        if step == "deadline":
+            return _lines_run(m.next_deadline)
+        # the first alarm's siren ends: that one escalates, the others wait
+        decisions = []
+        lines = _lines_run(lambda: decisions.append(m.handle(Tick(), start + 120.0)))
+        assert [e.fields["complaint_id"] for e in decisions[0].events] == ["c-0"]
+        return lines
+
+    few, many = cost(10), cost(1000)
+    assert many <= few + 50, f"{few} lines with 10 alarms active, {many} with 1,000"
 
 
 # --- acknowledge -----------------------------------------------------------------------------
