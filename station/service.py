@@ -36,6 +36,7 @@ from .protocol import (
     parse_complaint, presence, rfc3339,
 )
 from .store import AlarmRow, SeenIds, Store, open_state, temporary_copy_path
+from .terminal import LineHandler, hold_lines, release_lines
 
 log = logging.getLogger("station")
 
@@ -177,14 +178,27 @@ class Station:
                 item = None
             if item is not None:
                 self._dispatch_safely(item)
-                while not self._stopping.is_set():   # drain what arrived meanwhile
-                    try:
-                        self._dispatch_safely(self._inbox.get_nowait())
-                    except queue.Empty:
-                        break
+                self._drain()
             self._tick()
             self._on_progress("loop")
             self._check_gpio()
+
+    def _drain(self) -> None:
+        """Handle what arrived meanwhile (a burst): its log lines are held and written
+        together once the inbox is empty (terminal.LineHandler), not one write each."""
+        held: list[LineHandler] | None = None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if held is None:
+                    held = hold_lines()
+                self._dispatch_safely(item)
+        finally:
+            if held is not None:
+                release_lines(held)
 
     def request_stop(self) -> None:
         """Ask ``run()`` to return (safe from a signal handler or any thread)."""

@@ -271,9 +271,9 @@ def journal_entries(text: str) -> list[tuple[int | None, str]]:
 def journal_capture(level: int = logging.INFO) -> Iterator[io.StringIO]:
     """Everything logged meanwhile, formatted as ``polres-station run`` does under systemd
     (station.terminal's journal formatter), into the StringIO yielded."""
-    from station.terminal import LOG_FORMAT, JournalFormatter
+    from station.terminal import LOG_FORMAT, JournalFormatter, LineHandler
     out = io.StringIO()
-    handler = logging.StreamHandler(out)
+    handler = LineHandler(out)
     handler.setFormatter(JournalFormatter(LOG_FORMAT))
     root, station_log = logging.getLogger(), logging.getLogger("station")
     before = station_log.level

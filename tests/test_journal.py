@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (REGION, journal_capture, journal_entries, station_config, wait_for)
-from station.terminal import (LOG_FORMAT, JournalFormatter, JournalPriority, journal_priority,
-                              journal_stream)
+from helpers import (REGION, ROOT, journal_capture, journal_entries, station_config, wait_for)
+from station.terminal import (LOG_FORMAT, JournalFormatter, JournalPriority, LineHandler,
+                              hold_lines, journal_priority, journal_stream, release_lines)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "station.example.yaml"
 ERR, WARNING, INFO, DEBUG = 3, 4, 6, 7
@@ -40,6 +40,74 @@ def test_every_line_of_a_traceback_keeps_the_priority():
     assert len(lines) > 3
     assert lines[0] == "<3>ERROR station.hardware: cannot switch off the relay on GPIO17"
     assert all(line.startswith("<3>") for line in lines)
+
+
+class Writes(io.StringIO):
+    """A stream that remembers each write (one write = one system call on stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+@pytest.fixture
+def held_log():
+    """A LineHandler with the journal's prefixes on the root logger, and its stream."""
+    stream = Writes()
+    handler = LineHandler(stream)
+    handler.setFormatter(JournalFormatter(LOG_FORMAT))
+    root, log = logging.getLogger(), logging.getLogger("station.burst")
+    root.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield log, stream
+    finally:
+        root.removeHandler(handler)
+        log.setLevel(logging.NOTSET)
+
+
+def test_held_lines_go_out_in_one_write_in_order(held_log):
+    log, stream = held_log
+    log.info("before")
+    handlers = hold_lines()
+    assert len(handlers) == 1
+    for i in range(5):
+        log.info("alerting complaint_id=b-%d", i)
+    assert stream.writes == ["<6>INFO station.burst: before\n"]
+    release_lines(handlers)
+    assert len(stream.writes) == 2
+    assert [text for _, text in journal_entries(stream.writes[1])] == [
+        f"INFO station.burst: alerting complaint_id=b-{i}" for i in range(5)]
+    log.info("after")                       # released: one write per line again
+    assert stream.writes[-1] == "<6>INFO station.burst: after\n"
+
+
+def test_a_warning_is_never_held_and_keeps_its_place(held_log):
+    log, stream = held_log
+    handlers = hold_lines()
+    log.info("one")
+    log.warning("trouble")
+    assert journal_entries(stream.getvalue()) == [
+        (INFO, "INFO station.burst: one"), (WARNING, "WARNING station.burst: trouble")]
+    log.info("two")
+    release_lines(handlers)
+    assert journal_entries(stream.getvalue())[-1] == (INFO, "INFO station.burst: two")
+
+
+def test_held_lines_are_bounded(held_log):
+    log, stream = held_log
+    handlers = hold_lines()
+    for i in range(LineHandler.MAX_HELD + 1):
+        log.info("line %d", i)
+    assert len(stream.getvalue().splitlines()) == LineHandler.MAX_HELD
+    release_lines(handlers)
+    assert len(stream.getvalue().splitlines()) == LineHandler.MAX_HELD + 1
+    release_lines(handlers)                 # nothing held: nothing written
+    assert len(stream.writes) == 2
 
 
 def test_journal_stream_is_recognised_by_device_and_inode(tmp_path):
@@ -138,6 +206,28 @@ def test_gpio_failure_while_running_is_an_error(tmp_path, broker, hq, start_stat
     failed = [p for p, line in entries if "GPIO failed" in line]
     fault = [p for p, line in entries if " fault fault=gpio " in f"{line} "]
     assert failed and set(failed) == {ERR} and fault == [WARNING], entries
+
+
+def test_a_burst_logs_every_event_once_in_order(tmp_path, broker, hq, start_station):
+    """The loop holds its lines through a burst (terminal.LineHandler) and writes them once
+    the inbox is empty: none lost, none twice, in the order of the events."""
+    from station.protocol import complaint_payload
+    start_station(station_config(tmp_path, broker.port))
+    hq.wait_status(lambda d: d["state"] == "online")
+    ids = [f"journal-burst-{i}" for i in range(200)]
+    with journal_capture() as out:
+        for cid in ids:     # back to back, no wait for each PUBACK: they queue in the inbox
+            hq.client.publish(f"{ROOT}/region/{REGION}/complaints",
+                              complaint_payload(complaint_id=cid, region=REGION), qos=1)
+        events = hq.wait_event("alerting", count=len(ids), timeout=30)
+
+        def logged() -> list[str] | None:
+            found = [line.split("complaint_id=")[1].split()[0]
+                     for p, line in journal_entries(out.getvalue())
+                     if p == INFO and "INFO station: alerting complaint_id=" in line]
+            return found if len(found) >= len(ids) else None
+        found = wait_for(logged, 10, what="a line for each alerting event")
+    assert found == [e["complaint_id"] for e in events if e["complaint_id"] in ids] == ids
 
 
 def test_priorities_are_the_unit_file_s_assumption():
