@@ -112,6 +112,15 @@ class _Client(mqtt.Client):
         with self._io_lock:
             return super()._packet_read()
 
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        # Every packet the broker sent so far has been read: ACK them now (_ack_segment_now),
+        # once per wake-up rather than once per packet — during a burst a wake-up reads tens
+        # of packets, and the system call per packet was a fifth of this thread's time.
+        try:
+            return super().loop_read(max_packets)
+        finally:
+            _ack_segment_now(self)
+
     def _packet_write(self) -> MQTTErrorCode:
         with self._io_lock:
             return super()._packet_write()
@@ -386,7 +395,8 @@ class Link:
             self._failed(client, rotate=True)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        _ack_segment_now(client)
+        if not isinstance(client, _Client):     # else once per read (_Client.loop_read)
+            _ack_segment_now(client)
         try:
             try:
                 topic: str | None = msg.topic
@@ -405,7 +415,8 @@ class Link:
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
-        _ack_segment_now(client)
+        if not isinstance(client, _Client):
+            _ack_segment_now(client)
         with self._unconfirmed_lock:
             if self._unconfirmed.pop(mid, None) is None:
                 if len(self._confirmed_early) > 1024:   # mids of publishes not made here
@@ -475,8 +486,9 @@ def _ack_segment_now(client: mqtt.Client) -> None:
     A broker with Nagle on (mosquitto's default ``set_tcp_nodelay false``) holds its next
     packet to this station — the next complaint — while its last small one (a PUBACK) is
     unacknowledged; the station often has nothing to send that would carry the ACK. Linux
-    resets quick-ack mode on its own, so it is set after every packet read (one syscall);
-    setting it also sends an ACK already pending. Elsewhere it does not exist: no-op.
+    resets quick-ack mode on its own, so it is set after every read of the socket (one
+    syscall per wake-up of paho's thread, :meth:`_Client.loop_read`); setting it also sends
+    an ACK already pending. Elsewhere it does not exist: no-op.
     """
     if _QUICKACK is not None:
         _setsockopt(client.socket(), socket.IPPROTO_TCP, _QUICKACK, 1)
