@@ -206,6 +206,22 @@ def test_event_ids_are_distinct_version_4_uuids():
     ids = [new_event_id() for _ in range(1000)]     # several draws of the randomness pool
     assert len(set(ids)) == 1000
     assert all(_uuid.UUID(i).version == 4 for i in ids)
+    assert all(_uuid.UUID(i).variant == _uuid.RFC_4122 for i in ids)
+    assert all(str(_uuid.UUID(i)) == i for i in ids)     # the canonical form, as uuid4()'s
+
+
+def test_event_ids_keep_the_randomness_outside_the_version_and_variant_bits(monkeypatch):
+    """The same text uuid.UUID(bytes=…, version=4) makes of the same random bytes."""
+    import uuid as _uuid
+
+    from station import protocol
+
+    raw = bytes(range(256)) * 16
+    monkeypatch.setattr(protocol.os, "urandom", lambda n: raw[:n])
+    ids = protocol._RandomIds()._draw()
+    assert len(ids) == 256
+    assert ids == [str(_uuid.UUID(bytes=raw[i:i + 16], version=4))
+                   for i in range(0, 4096, 16)]
 
 
 @pytest.mark.parametrize("payload", [
