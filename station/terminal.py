@@ -227,6 +227,10 @@ def setup_logging(level: str = "INFO", *, stream: TextIO | None = None) -> None:
     its journal priority (``<4>WARNING …``) when the stream is the journal's."""
     stream = stream or sys.stderr
     journal = journal_stream(stream)
+    # No line shows the process (journald records the PID itself): without this each record
+    # makes a getpid() system call, a tenth of the loop's time in a burst (bench/: py-spy).
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = LineHandler(stream)
     handler.setFormatter(JournalFormatter(LOG_FORMAT) if journal
                          else logging.Formatter(LOG_FORMAT))

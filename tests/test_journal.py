@@ -16,7 +16,8 @@ import pytest
 
 from helpers import (REGION, ROOT, journal_capture, journal_entries, station_config, wait_for)
 from station.terminal import (LOG_FORMAT, JournalFormatter, JournalPriority, LineHandler,
-                              hold_lines, journal_priority, journal_stream, release_lines)
+                              hold_lines, journal_priority, journal_stream, release_lines,
+                              setup_logging)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "station.example.yaml"
 ERR, WARNING, INFO, DEBUG = 3, 4, 6, 7
@@ -108,6 +109,20 @@ def test_held_lines_are_bounded(held_log):
     assert len(stream.getvalue().splitlines()) == LineHandler.MAX_HELD + 1
     release_lines(handlers)                 # nothing held: nothing written
     assert len(stream.writes) == 2
+
+
+def test_a_log_line_makes_no_system_call_for_the_pid(monkeypatch):
+    """journald records the PID; a getpid() per record was a tenth of the loop's burst."""
+    monkeypatch.setattr(logging, "logProcesses", True)
+    monkeypatch.setattr(logging, "logMultiprocessing", True)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))   # restored afterwards
+    monkeypatch.setattr(root, "level", root.level)
+    setup_logging("INFO", stream=io.StringIO())
+    calls: list[int] = []
+    monkeypatch.setattr(os, "getpid", lambda: calls.append(1) or 1)
+    logging.getLogger("station.pid").warning("one line")
+    assert calls == []
 
 
 def test_journal_stream_is_recognised_by_device_and_inode(tmp_path):
