@@ -198,6 +198,11 @@ class _Alarm:
     order: int = 0                    # when it joined the active alarms (their dict order)
 
     def record(self, **changes: Any) -> AlarmRecord:
+        if not changes:                     # the common case, without merging dicts
+            return AlarmRecord(self.complaint_id, self.priority, AlarmState.ACTIVE,
+                               self.alerted_at, escalated=self.escalated,
+                               silenced=self.silenced, category=self.category,
+                               reported_at=self.reported_at)
         base: dict[str, Any] = dict(
             complaint_id=self.complaint_id, priority=self.priority, state=AlarmState.ACTIVE,
             alerted_at=self.alerted_at, escalated=self.escalated, silenced=self.silenced,
@@ -324,12 +329,16 @@ class Machine:
             return ButtonState.STUCK
         return ButtonState.PRESSED if self._button.pressed else ButtonState.RELEASED
 
-    def active_alarms(self, now: float) -> list[dict[str, Any]]:
-        """Active alarms, oldest first, for status and the local views."""
+    def active_alarms(self, now: float, limit: int | None = None) -> list[dict[str, Any]]:
+        """Active alarms, oldest first (the ``limit`` oldest), for status and the local views."""
         return [{"complaint_id": a.complaint_id, "priority": a.priority,
                  "age_s": round(now - a.alerted_at, 1), "sounding": a.sounding_until is not None,
                  "escalated": a.escalated, "silenced": a.silenced}
-                for a in sorted(self._alarms.values(), key=lambda a: a.alerted_at)]
+                for a in sorted(self._alarms.values(), key=lambda a: a.alerted_at)[:limit]]
+
+    @property
+    def active_count(self) -> int:
+        return len(self._alarms)
 
     def oldest_unacked_s(self, now: float) -> float | None:
         if not self._alarms:

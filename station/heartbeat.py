@@ -86,6 +86,9 @@ class Identity:
     interval_s: float
 
 
+STATUS_LIST_MAX = 20      # active alarms listed in a status (all are counted)
+
+
 def status(ident: Identity, *, now_wall: float, uptime_s: float, session: int,
            alarms_active: int, oldest_unacked_s: float | None, siren: bool, beacon: bool,
            button: ButtonState, outbox_pending: int, faults: list[str], host: dict[str, Any],
@@ -108,7 +111,7 @@ def status(ident: Identity, *, now_wall: float, uptime_s: float, session: int,
         **{name: (counters or {}).get(name, 0) for name in COUNTERS},
     }
     if active is not None:
-        doc["alarms"]["list"] = active[:20]
+        doc["alarms"]["list"] = active[:STATUS_LIST_MAX]
     return doc
 
 

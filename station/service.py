@@ -27,7 +27,9 @@ from .alarms import (
 from .config import Config, Pattern
 from .errors import HardwareError
 from .hardware import Hardware
-from .heartbeat import Identity, Schedule, StatusPacer, clock_synced, host_figures, status
+from .heartbeat import (
+    STATUS_LIST_MAX, Identity, Schedule, StatusPacer, clock_synced, host_figures, status,
+)
 from .link import Connected, Disconnected, Inbound, Link, SubscribeRefused, Unreachable
 from .outbox import IDLE_WAKE_S, Outbox, Write
 from .protocol import (
@@ -594,11 +596,11 @@ class Station:
         return status(
             self.ident, now_wall=self._wall(), uptime_s=now - self._started_mono,
             session=self.link.session if self.link else 0,
-            alarms_active=len(m.active_alarms(now)), oldest_unacked_s=m.oldest_unacked_s(now),
+            alarms_active=m.active_count, oldest_unacked_s=m.oldest_unacked_s(now),
             siren=out.siren is not None, beacon=out.beacon, button=m.button_state,
             outbox_pending=self.outbox.pending, faults=list(m.faults),
             host=host_figures(self.config.storage.path.parent, self._synced),
-            active=m.active_alarms(now), counters=self.counters)
+            active=m.active_alarms(now, limit=STATUS_LIST_MAX), counters=self.counters)
 
     def _check_link(self, now: float) -> None:
         """Progress for the watchdog only while paho's network thread lives: when it has died

@@ -475,6 +475,9 @@ def test_status_views(machine, clock):
     assert machine.oldest_unacked_s(clock()) == pytest.approx(7)
     assert machine.active_alarms(clock())[0]["complaint_id"] == "a"
     assert machine.button_state == "released"
+    complain(machine, clock, "b")
+    assert [a["complaint_id"] for a in machine.active_alarms(clock(), limit=1)] == ["a"]
+    assert machine.active_count == 2
 
 
 @pytest.mark.parametrize("cmd, args, expected", [
