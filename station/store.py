@@ -205,10 +205,17 @@ def encode_event(event: Mapping[str, Any], seq: int) -> bytes:
     for key in ("event_id", "type"):
         if not isinstance(event.get(key), str) or not event[key]:
             raise ValueError(f"event needs a non-empty string {key!r}: {event.get(key)!r}")
-    head = {"v": event["v"]} if "v" in event else {}
-    head.update(type=event["type"], event_id=event["event_id"], seq=seq)
-    doc = {**head, **{k: v for k, v in event.items() if k not in head}}
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    doc = {"v": event["v"]} if "v" in event else {}
+    doc["type"], doc["event_id"], doc["seq"] = event["type"], event["event_id"], seq
+    for k, v in event.items():
+        if k not in doc:
+            doc[k] = v
+    return _EVENT_JSON.encode(doc).encode()
+
+
+# One encoder for every event (json.dumps with options builds one per call); it keeps no state
+# between calls, so the writer and any other thread may share it.
+_EVENT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _is_corruption(exc: sqlite3.Error) -> bool:
