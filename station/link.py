@@ -112,6 +112,14 @@ class _Client(mqtt.Client):
         with self._io_lock:
             return super()._packet_read()
 
+    def _easy_log(self, level: Any, fmt: str, *args: Any) -> None:
+        # paho logs every packet sent and received at DEBUG (four per complaint): skipped at
+        # once when no one would see it.
+        if (level == mqtt.MQTT_LOG_DEBUG and self.on_log is None
+                and not _PAHO_LOG.isEnabledFor(logging.DEBUG)):
+            return
+        super()._easy_log(level, fmt, *args)
+
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         # Every packet the broker sent so far has been read: ACK them now (_ack_segment_now),
         # once per wake-up rather than once per packet — during a burst a wake-up reads tens

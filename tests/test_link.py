@@ -169,3 +169,60 @@ def test_socket_has_nagle_off(broker):
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         link.stop()
+
+
+def test_quick_ack_is_set_once_per_read_of_the_socket(broker, monkeypatch):
+    """TCP_QUICKACK after each read of the socket (every packet it found ACKed at once), not
+    once per packet: a burst's wake-up reads tens of packets (bench/: a fifth of paho's
+    thread went to the system call per packet)."""
+    import paho.mqtt.client as mqtt
+
+    from station import link as link_module
+    reads: list[int] = []
+    acks: list[int] = []
+    plain_read = link_module._Client.loop_read
+    monkeypatch.setattr(link_module._Client, "loop_read",
+                        lambda self, max_packets=1: reads.append(1) or plain_read(self))
+    monkeypatch.setattr(link_module, "_ack_segment_now", lambda client: acks.append(1))
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    link = make_link(BrokerConfig("127.0.0.1", broker.port), q.put)
+    link.start()
+    hq = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hq-quickack")
+    try:
+        assert link.wait_connected(5)
+        wait_for(lambda: link._client.socket() is not None, 5, what="a socket")
+        hq.connect("127.0.0.1", broker.port)
+        hq.loop_start()
+        for i in range(15):     # under the broker's window of unacknowledged messages (20)
+            hq.publish(TOPICS.complaints, b'{"n": %d}' % i, qos=1)
+        got: list = []
+        wait_for(lambda: got.extend(_drain(q)) or
+                 sum(isinstance(x, Inbound) for x in got) >= 15, 10, what="15 messages")
+    finally:
+        hq.loop_stop()
+        hq.disconnect()
+        link.stop()
+    assert acks and len(acks) == len(reads)
+
+
+def test_paho_packet_lines_cost_nothing_unless_debug_is_on(monkeypatch):
+    import logging
+
+    import paho.mqtt.client as mqtt
+
+    from station import link as link_module
+    client = link_module._Client(mqtt.CallbackAPIVersion.VERSION2, client_id="quiet")
+    client.enable_logger(link_module._PAHO_LOG)
+    calls: list[tuple] = []
+    monkeypatch.setattr(link_module._PAHO_LOG, "log", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(link_module._PAHO_LOG, "level", logging.INFO)
+    link_module._PAHO_LOG.manager._clear_cache()
+    client._easy_log(mqtt.MQTT_LOG_DEBUG, "Received PUBACK (Mid: %d)", 1)
+    assert calls == []
+    client._easy_log(mqtt.MQTT_LOG_WARNING, "trouble %s", "x")
+    assert calls == [(logging.WARNING, "trouble %s", "x")]
+    monkeypatch.setattr(link_module._PAHO_LOG, "level", logging.DEBUG)
+    link_module._PAHO_LOG.manager._clear_cache()
+    client._easy_log(mqtt.MQTT_LOG_DEBUG, "Received PUBACK (Mid: %d)", 2)
+    assert calls[-1] == (logging.DEBUG, "Received PUBACK (Mid: %d)", 2)
+    link_module._PAHO_LOG.manager._clear_cache()
