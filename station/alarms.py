@@ -284,7 +284,7 @@ class Machine:
         if handler is None:
             raise TypeError(f"not an alarm input: {event!r}")
         handler(self, event, now, p)
-        self._advance(now, p)
+        self._advance(now, p, settle=type(event) is Tick)
         return self._finish(now, p)
 
     def resume(self, alarms: list[ResumedAlarm], now: float) -> Decision:
@@ -293,7 +293,7 @@ class Machine:
         p = _Pending()
         for r in alarms:
             self._resume_one(r, now, p)
-        self._advance(now, p)
+        self._advance(now, p, settle=False)
         return self._finish(now, p)
 
     def next_deadline(self) -> float | None:
@@ -387,6 +387,10 @@ class Machine:
         p.changed = True
 
     def _on_button(self, e: ButtonEdge, now: float, p: _Pending) -> None:
+        # The level before this edge counts if it was steady for bounce_s by the edges' own
+        # times, however late the loop reads them: a held press must not be lost because the
+        # debounce tick came after the release edge.
+        self._settle_button(e.at, now, p)
         self._button.raw = e.pressed
         self._button.raw_at = e.at
 
@@ -472,7 +476,12 @@ class Machine:
         p.notes.append(f"self-test started by {trigger}")
         p.changed = True
 
-    def _advance(self, now: float, p: _Pending) -> None:
+    def _advance(self, now: float, p: _Pending, *, settle: bool) -> None:
+        # A level settles on its deadline only on a Tick, which the loop sends once its inbox
+        # is empty: any other input may be read late, with the edge that ends a spike still
+        # queued behind it, and a spike must never acknowledge an alarm.
+        if settle:
+            self._settle_button(now, now, p)
         self._advance_button(now, p)
         self._advance_alarms(now, p)
         self._advance_test(now, p)
@@ -559,19 +568,24 @@ class Machine:
                       for t in (a.sounding_until, a.next_reminder_at) if t is not None]
         heapify(self._heap)
 
+    def _settle_button(self, at: float, now: float, p: _Pending) -> None:
+        """Take the raw level as the debounced one if it was steady from its edge to ``at``."""
+        b = self._button
+        if b.raw == b.pressed or at < b.raw_at + self.bounce_s:
+            return
+        b.pressed = b.raw
+        if b.pressed:
+            b.pressed_since, b.hold_used = b.raw_at, False
+            self._on_press(now, p)
+        else:
+            b.pressed_since = None
+            if b.stuck:
+                b.stuck = False
+                self._clear_fault(Fault.BUTTON_STUCK, p, "released")
+        p.changed = True
+
     def _advance_button(self, now: float, p: _Pending) -> None:
         b, cfg = self._button, self.config
-        if b.raw != b.pressed and now >= b.raw_at + self.bounce_s:
-            b.pressed = b.raw
-            if b.pressed:
-                b.pressed_since, b.hold_used = b.raw_at, False
-                self._on_press(now, p)
-            else:
-                b.pressed_since = None
-                if b.stuck:
-                    b.stuck = False
-                    self._clear_fault(Fault.BUTTON_STUCK, p, "released")
-            p.changed = True
         if not b.pressed or b.pressed_since is None:
             return
         held = now - b.pressed_since

@@ -181,6 +181,8 @@ class Station:
             if item is not None:
                 self._dispatch_safely(item)
                 self._drain()
+            # Ticks only with the inbox empty: the machine settles the button's debounced
+            # level on a Tick, after every edge that came before it has been read.
             self._tick()
             self._on_progress("loop")
             self._check_gpio()

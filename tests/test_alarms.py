@@ -312,6 +312,43 @@ def test_bounce_shorter_than_debounce_does_nothing(machine, clock):
     assert "ack" not in all_events(ds) and ds[-1].outputs.beacon
 
 
+def test_press_read_late_still_counts(machine, clock):
+    """A press held longer than the debounce counts by the edges' own times, however late the
+    loop reads them: the debounce deadline's tick was late and the release edge came first."""
+    complain(machine, clock)
+    t0 = clock()
+    machine.handle(ButtonEdge(True, t0), t0)
+    clock.t = t0 + 0.07                      # the loop woke 20 ms after the debounce deadline
+    d = machine.handle(ButtonEdge(False, t0 + 0.06), clock())
+    assert types(d) == ["ack"] and d.outputs == OFF
+
+
+def test_spike_read_late_is_not_a_press(machine, clock):
+    """A 10 ms spike on the button wire, both edges read 200 ms late (a busy loop, a complaint
+    handled between them): never an acknowledgment, of the old alarm or of the new one."""
+    complain(machine, clock, "110-old")
+    t0 = clock()
+    clock.t = t0 + 0.2
+    assert types(machine.handle(ButtonEdge(True, t0), clock())) == []
+    assert "ack" not in types(complain(machine, clock, "110-new"))
+    assert types(machine.handle(ButtonEdge(False, t0 + 0.01), clock())) == []
+    ds = run_until(machine, clock, clock() + 1)
+    assert "ack" not in all_events(ds) and ds[-1].outputs.beacon
+
+
+def test_release_read_late_then_press_again(machine, clock):
+    """Press, release, press again, each edge read late: two presses, judged by edge times."""
+    complain(machine, clock, "110-1")
+    t0 = clock()
+    machine.handle(ButtonEdge(True, t0), t0)
+    clock.t = t0 + 0.5
+    assert types(machine.handle(ButtonEdge(False, t0 + 0.2), clock())) == ["ack"]
+    complain(machine, clock, "110-2")
+    assert types(machine.handle(ButtonEdge(True, t0 + 0.4), clock())) == []  # release settled
+    ds = run_until(machine, clock, clock() + 0.1)
+    assert all_events(ds) == ["ack"] and ds[-1].outputs == OFF
+
+
 def test_chattering_press_acks_once(machine, clock):
     complain(machine, clock)
     for i in range(5):  # five bounces within 1 ms, then held
