@@ -519,7 +519,9 @@ class Run:
                  press_delay: float = PRESS_DELAY_S,
                  only_latency: bool = False, only_b2b: bool = False,
                  only_backlog: bool = False, only_burst: bool = False,
-                 only_signed: bool = False, dump: Path | None = None) -> None:
+                 only_signed: bool = False, only_startup: bool = False,
+                 dump: Path | None = None) -> None:
+        self.only_startup = only_startup
         self.only_burst = only_burst
         self.only_signed = only_signed
         self.only_latency = only_latency
@@ -551,6 +553,8 @@ class Run:
             if not (self.only_latency or self.only_b2b or self.only_backlog or self.only_burst
                     or self.only_signed):
                 self.phase_startup()
+            if self.only_startup:
+                return self.r
             t_host = mono()
             self.host = Host(station_yaml(self.workdir / "station.yaml", station=STATION,
                                           region=REGION, port=self.broker.port,
@@ -1334,6 +1338,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the floor's and the station's burst only (for profiling)")
     p.add_argument("--only-backlog", action="store_true",
                    help="outbox backlog rounds only (default broker setting)")
+    p.add_argument("--only-startup", action="store_true",
+                   help="`polres-station run` starts only, then its idle window (default "
+                        "setting; pair with --nodelay false)")
     p.add_argument("--dump", type=Path, help="write the raw latency samples here (prefix)")
     args = p.parse_args(argv)
 
@@ -1365,6 +1372,7 @@ def main(argv: list[str] | None = None) -> int:
                                only_latency=args.only_latency,
                                only_b2b=args.only_b2b, only_backlog=args.only_backlog,
                                only_burst=args.only_burst, only_signed=args.only_signed,
+                               only_startup=args.only_startup,
                                dump=args.dump and Path(f"{args.dump}-{key}.json")).run()
     except BenchError as e:
         log(f"FAILED: {e} (logs in {workdir})")
