@@ -6,7 +6,6 @@ relays that would switch on while the Pi boots (docs/BEHAVIOUR.md §4).
 """
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import math
 import os
@@ -17,7 +16,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Hashable, Iterable, Mapping
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -171,7 +169,10 @@ class TimeConfig:
 
     def zone(self) -> tzinfo:
         """``display_tz`` as a tzinfo (validated at load). UTC needs no time-zone database."""
-        return timezone.utc if self.display_tz == "UTC" else ZoneInfo(self.display_tz)
+        if self.display_tz == "UTC":
+            return timezone.utc
+        from zoneinfo import ZoneInfo   # only history/status print local times (memory)
+        return ZoneInfo(self.display_tz)
 
 
 @dataclass(frozen=True)
@@ -404,6 +405,7 @@ def _is_number(v: Any) -> bool:
 
 
 def _hint(key: str, known: Iterable[str]) -> str:
+    import difflib   # only a misspelt key needs it: the running station does not (memory)
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -775,6 +777,9 @@ def _ntp_servers(s: _Section) -> tuple[str, ...]:
 
 def _zone_reason(name: str) -> str | None:
     """Why ``name`` is not an IANA time zone known to this system, or None."""
+    if name == "UTC":                 # the default: no time-zone database needed
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError   # loaded for a zone only (memory)
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):

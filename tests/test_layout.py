@@ -107,3 +107,30 @@ def test_pi_side_imports_without_the_desk_dependencies() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip() == "", f"the Pi side loaded {out.stdout.strip()}"
+
+
+# Modules only the command line or a rare path needs: config's did-you-mean (difflib), a
+# display time zone other than UTC (zoneinfo), find_library (ctypes.util runs ldconfig). The
+# running station must not load them (docs/PERFORMANCE.md: idle memory, start → online).
+RUN_NEVER_LOADS = ("difflib", "zoneinfo", "ctypes.util")
+
+
+def test_run_path_leaves_rare_modules_unloaded(tmp_path: Path) -> None:
+    """What ``polres-station run`` imports, with a config loaded and the clock checked."""
+    cfg = tmp_path / "station.yaml"
+    cfg.write_text("station: {id: s-1, region: r-1}\nbroker: {host: 127.0.0.1, port: 1}\n"
+                   "gpio: {pin_factory: mock}\n"
+                   f"storage: {{path: {tmp_path / 'state.db'}}}\n"
+                   "time: {display_tz: UTC}\n")
+    code = ("import sys\n"
+            "import station.cli, station.service, station.outbox, station.systemd, "
+            "station.reporting\n"
+            "from station.config import load_config\n"
+            "from station.heartbeat import clock_synced\n"
+            f"c = load_config({str(cfg)!r}, refuse_placeholders=True)\n"
+            "c.time.zone(); clock_synced()\n"
+            f"print(','.join(m for m in {RUN_NEVER_LOADS!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "", f"the run path loaded {out.stdout.strip()}"
