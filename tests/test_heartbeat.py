@@ -40,3 +40,11 @@ def test_heartbeat_published_every_interval_and_on_change(broker, hq, tmp_path, 
     hq.complaint("hb-1")
     st = hq.wait_status(lambda d: d["alarms"]["active"] == 1, timeout=2)
     assert st["outputs"]["siren"] and st["alarms"]["oldest_unacked_s"] >= 0
+
+
+def test_adjtimex_is_found_among_the_loaded_symbols():
+    # libc's adjtimex without ctypes.util.find_library (which runs `ldconfig -p` in a child
+    # process at start); if the lookup broke, clock_synced() would silently say "synced".
+    from station.heartbeat import _adjtimex, clock_synced
+    assert _adjtimex() is not None
+    assert isinstance(clock_synced(), bool)
