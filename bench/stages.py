@@ -50,6 +50,21 @@ def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class TimedSeen:
+    """The station's seen-id filter with its membership test and ``add`` timed."""
+
+    def __init__(self, seen: Any) -> None:
+        self._seen = seen
+        self.add = timed("remember the id", seen.add)
+        self._contains = timed("duplicate check", seen.__contains__)
+
+    def __contains__(self, key: object) -> bool:
+        return bool(self._contains(key))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._seen, name)
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))] * 1e6
@@ -74,8 +89,7 @@ def main() -> int:
             assert station.link is not None and station.machine and station.hardware
             station.link.wait_connected(10)
             station_service.parse_complaint = timed("parse", station_service.parse_complaint)
-            station._seen = timed("duplicate check", station._seen)            # type: ignore
-            station._remember = timed("remember the id", station._remember)    # type: ignore
+            station._seen = TimedSeen(station._seen)                            # type: ignore
             station.machine.handle = timed("alarm machine", station.machine.handle)  # type: ignore
             station._dispatch = timed("whole dispatch", station._dispatch)     # type: ignore
             station.hardware.apply = timed("relays (siren on inside)",            # type: ignore

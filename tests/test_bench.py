@@ -122,3 +122,21 @@ def test_other_parts_figures_are_merged_and_judged(tmp_path: Path) -> None:
     rows = bench_run.merge_fragments(results, tmp_path)
     assert results["desk_ready_s"] == 0.42 and "cluster_failover_s" not in results
     assert {r.key: r.ok for r in rows} == {"desk_ready_s": True, "desk_update_p99_ms": False}
+
+
+@pytest.mark.slow
+@pytest.mark.broker
+def test_stages_profiler_runs_and_times_every_stage() -> None:
+    """bench/stages.py reaches into the Station's rooms; it must follow them when they move."""
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "stages.py"), "--rounds", "6",
+                           "--gap", "0.01"], capture_output=True, text=True, timeout=120,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| stage")}
+    for stage in ("parse", "duplicate check", "remember the id", "alarm machine",
+                  "whole dispatch", "relays (siren on inside)", "hand-over to the writer",
+                  "complaint handed to the loop → siren relay on"):
+        assert stage in rows, (stage, proc.stdout)
+        p50 = float(rows[stage].split("|")[2])
+        assert 0 <= p50 < 1e6, rows[stage]
