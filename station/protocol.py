@@ -30,10 +30,12 @@ ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")  # region and station ids
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # \ud800-\udfff escaped in JSON
 # RFC 3339 date-time (the Time schema of docs/asyncapi.yaml): datetime.fromisoformat alone
-# also reads ISO 8601 forms RFC 3339 does not allow (basic format, week dates, "+0700").
-RFC3339_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]"
-                        r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?"
-                        r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])\Z")
+# also reads ISO 8601 forms RFC 3339 does not allow (basic format, week dates, "+0700"), and
+# refuses some it does allow (a lower-case "z", a leap second) — a complaint is never refused
+# for those. Group 1 is the seconds, group 2 the offset.
+RFC3339_RE = re.compile(r"^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt]"
+                        r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(?:\.[0-9]+)?"
+                        r"([Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])\Z")
 
 
 # --- the fixed sets of the wire (StrEnum: each member *is* its wire string) -------------------
@@ -302,10 +304,13 @@ def _opt_str(doc: Mapping[str, Any], key: str, limit: int) -> str | None:
 def _rfc3339(value: str | None) -> str | None:
     if value is None:
         return None
-    if not RFC3339_RE.match(value):
+    m = RFC3339_RE.match(value)
+    if m is None:
         raise _Refused(RejectReason.SCHEMA, "reported_at: not RFC 3339 (needs date, time, offset)")
+    # the calendar (no 30 February), in the form fromisoformat reads
+    plain = value[:m.start(1)] + ("59" if m[1] == "60" else m[1]) + value[m.end(1):m.start(2)]
     try:
-        datetime.fromisoformat(value)          # the calendar: no 30 February
+        datetime.fromisoformat(plain + ("Z" if m[2] in "Zz" else m[2]))
     except ValueError:
         raise _Refused(RejectReason.SCHEMA, "reported_at: not RFC 3339") from None
     return value
