@@ -30,7 +30,8 @@ broker's ``set_tcp_nodelay false`` (mosquitto's default) and once with ``true``.
 Results: ``bench/results.json`` (``--out``; a ``--quick`` run defaults elsewhere). Plain keys are
 the default broker setting (``set_tcp_nodelay false``); ``nodelay_false`` / ``nodelay_true``
 hold each setting's figures.
-A full run also refreshes the table in docs/PERFORMANCE.md (between its bench markers).
+A full run (no --only-… mode, both settings) also refreshes the table in
+docs/PERFORMANCE.md (between its bench markers); a targeted run leaves it alone.
 No figure is asserted here: the table says pass/miss against the targets of docs/PERFORMANCE.md.
 """
 from __future__ import annotations
@@ -1412,7 +1413,12 @@ def main(argv: list[str] | None = None) -> int:
     tmp.replace(args.out)
     tbl = table(results, extra)
     print(f"\nMachine: {machine_line(results)}\n\n{tbl}\n")
-    if not args.quick and not args.no_doc:
+    # Only a full run speaks for the project: a targeted mode (--only-…, one setting) writes
+    # its results where --out says and leaves the committed table alone.
+    targeted = args.nodelay != "both" or any(
+        (args.only_latency, args.only_b2b, args.only_backlog, args.only_burst, args.only_signed,
+         args.only_startup))
+    if not args.quick and not args.no_doc and not targeted:
         update_doc(args.doc, results, tbl)
     shutil.rmtree(workdir, ignore_errors=True)
     log(f"results in {args.out} ({results['duration_s']:.0f} s)")
