@@ -22,8 +22,6 @@ BOOT = "etc/polres-station/boot-config.txt"
 STATE_DB = "var/lib/polres-station/state.db"
 WANTS = "etc/systemd/system/multi-user.target.wants/polres-station.service"
 
-pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
-
 
 def install(root: Path, *args: str, python: str = sys.executable,
             check: bool = True) -> subprocess.CompletedProcess[str]:
